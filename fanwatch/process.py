@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .constants import FAN_EPIDFD
 
 # Container ids as runtimes write them into cgroup paths: docker-<id>.scope,
 # /docker/<id>, cri-containerd-<id>, crio-<id>, libpod-<id>, /lxc/<name>.
@@ -175,7 +174,8 @@ def _anon_inode_dev() -> int:
 class ProcessCache:
     """Bounded cache of :class:`ProcessInfo`, safe against pid reuse.
 
-    :meth:`lookup` takes the pid and, when the event carried one, the pidfd.
+    :meth:`lookup` takes the pid and the pidfd the event carried: None when
+    the group does not report pidfds, negative when the kernel had none.
     With a pidfd the cache key is the process identity behind it; without,
     the pid plus its start time read from /proc. Entries live *ttl* seconds
     because a process keeps its identity across execve() while its comm and
@@ -191,8 +191,10 @@ class ProcessCache:
     def lookup(self, pid: int, pidfd: int | None = None) -> ProcessInfo:
         if pid <= 0:
             return UNKNOWN
-        if pidfd == FAN_EPIDFD:
-            # The kernel could not make a pidfd: the process had exited.
+        if pidfd is not None and pidfd < 0:
+            # The group reports pidfds but got none (FAN_NOPIDFD) or could
+            # not make one (FAN_EPIDFD): the process had exited, and its pid
+            # may already name another process.
             return ProcessInfo(pid=pid, gone=True)
 
         key = self._key(pid, pidfd)

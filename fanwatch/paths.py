@@ -1,0 +1,182 @@
+"""Turning what the kernel reports (fds, file handles) into paths.
+
+Three sources, tried in order of trust:
+
+* an event fd (groups without FID reporting): ``readlink`` of
+  ``/proc/self/fd/N``, which is the path at the time of the event;
+* a table "directory handle -> path" filled with ``name_to_handle_at`` for
+  every directory the caller marks. It needs no capability and works under
+  every container runtime's seccomp profile, which block
+  ``open_by_handle_at``;
+* ``open_by_handle_at`` with ``O_PATH`` on a mount fd of the same filesystem
+  (needs CAP_DAC_READ_SEARCH), cached. ``O_PATH`` opens generate no fanotify
+  events, so resolving never feeds the monitor its own accesses.
+
+A handle resolved through ``open_by_handle_at`` gives the path the object has
+*now*, which may differ from its path when the event happened if a directory
+was renamed in between: the cache is dropped on every directory rename the
+watcher sees, and the remaining window is documented in docs/LIMITATIONS.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections import OrderedDict
+
+from . import syscalls
+from .constants import AT_FDCWD, AT_HANDLE_FID
+from .parser import FileId
+
+DELETED_SUFFIX = b" (deleted)"
+
+HandleKey = tuple[int, int, bytes]
+
+
+def fsid_of(path: bytes | str) -> int:
+    """The fsid of the filesystem holding *path*, as events report it."""
+    return os.statvfs(path).f_fsid
+
+
+def handle_key(path: bytes | str, fsid: int | None = None) -> HandleKey:
+    """The key an FID record carries for *path*: (fsid, type, handle).
+
+    Raises OSError (EOPNOTSUPP where the filesystem cannot encode handles).
+    """
+    try:
+        handle_type, handle, _mount_id = syscalls.name_to_handle_at(AT_FDCWD, path)
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+        # Filesystems without export support can still name an object for
+        # fanotify's purposes (since 6.5).
+        handle_type, handle, _mount_id = syscalls.name_to_handle_at(
+            AT_FDCWD, path, AT_HANDLE_FID
+        )
+
+    return (fsid_of(path) if fsid is None else fsid, handle_type, handle)
+
+
+def path_of_fd(fd: int) -> tuple[bytes, bool]:
+    """The path an open *fd* refers to, and whether the file was deleted.
+
+    A deleted file keeps its last name; the kernel's " (deleted)" suffix is
+    removed only when the file really has no links left, since a file can
+    also be named that way.
+    """
+    path = os.readlink(b"/proc/self/fd/%d" % fd)
+    if path.endswith(DELETED_SUFFIX):
+        try:
+            if os.fstat(fd).st_nlink == 0:
+                return path[: -len(DELETED_SUFFIX)], True
+        except OSError:
+            pass
+
+    return path, False
+
+
+def join(directory: bytes, name: bytes) -> bytes:
+    if name in (b"", b"."):
+        return directory
+    if directory.endswith(b"/"):
+        return directory + name
+
+    return directory + b"/" + name
+
+
+class PathResolver:
+    """Maps file handles to paths: a table of known directories, then a
+    bounded cache of ``open_by_handle_at`` results where that is allowed.
+    """
+
+    def __init__(self, cache_size: int = 16384) -> None:
+        self.dirs: dict[HandleKey, bytes] = {}
+        self._mount_fds: dict[int, int] = {}
+        self._cache: OrderedDict[HandleKey, bytes] = OrderedDict()
+        self.cache_size = cache_size
+        self.can_open_handles = True
+
+    # -- the directory table -----------------------------------------------
+
+    def add_dir(self, path: bytes, fsid: int | None = None) -> HandleKey:
+        key = handle_key(path, fsid)
+        self.dirs[key] = path
+
+        return key
+
+    def knows_dir(self, path: bytes) -> bool:
+        return path in self.dirs.values()
+
+    def forget_tree(self, path: bytes) -> None:
+        """Forget *path* and every known directory below it."""
+        prefix = path.rstrip(b"/") + b"/"
+        for key, known in list(self.dirs.items()):
+            if known == path or known.startswith(prefix):
+                del self.dirs[key]
+        self._cache.clear()
+
+    def move_tree(self, old: bytes, new: bytes) -> None:
+        """Rename *old* and every known directory below it to under *new*."""
+        prefix = old.rstrip(b"/") + b"/"
+        for key, known in list(self.dirs.items()):
+            if known == old:
+                self.dirs[key] = new
+            elif known.startswith(prefix):
+                self.dirs[key] = new.rstrip(b"/") + b"/" + known[len(prefix) :]
+        self._cache.clear()
+
+    # -- handle resolution -------------------------------------------------
+
+    def add_mount(self, path: bytes | str) -> None:
+        """Remember a directory on a filesystem so that handles of that
+        filesystem can be opened with ``open_by_handle_at``."""
+        fsid = fsid_of(path)
+        if fsid not in self._mount_fds:
+            # Not O_PATH: open_by_handle_at() refuses an O_PATH mount fd (EBADF).
+            self._mount_fds[fsid] = os.open(
+                path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            )
+
+    def resolve(self, fid: FileId) -> bytes | None:
+        """The path of the object *fid* names, or None if it cannot be found."""
+        key = (fid.fsid, fid.handle_type, fid.handle)
+        known = self.dirs.get(key)
+        if known is not None:
+            return known
+
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+
+        path = self._open_handle(fid)
+        if path is not None:
+            self._cache[key] = path
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+        return path
+
+    def _open_handle(self, fid: FileId) -> bytes | None:
+        mount_fd = self._mount_fds.get(fid.fsid)
+        if mount_fd is None or not self.can_open_handles:
+            return None
+        try:
+            fd = syscalls.open_by_handle_at(mount_fd, fid.handle_type, fid.handle)
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.ENOSYS, errno.EACCES):
+                # No CAP_DAC_READ_SEARCH, or a seccomp filter: stop trying.
+                self.can_open_handles = False
+            return None
+        try:
+            return path_of_fd(fd)[0]
+        finally:
+            os.close(fd)
+
+    def forget_cached(self) -> None:
+        """Drop the ``open_by_handle_at`` cache (after a directory moved)."""
+        self._cache.clear()
+
+    def close(self) -> None:
+        for fd in self._mount_fds.values():
+            os.close(fd)
+        self._mount_fds.clear()

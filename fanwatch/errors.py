@@ -17,6 +17,8 @@ class FanwatchError(Exception):
 class NotSupportedError(FanwatchError):
     """This kernel, process or filesystem cannot do what was asked."""
 
+    exit_code = 3  # fanwatch.cli.exitcodes.NOT_SUPPORTED
+
 
 class PolicyError(FanwatchError):
     """A policy file is invalid; ``location`` is ``file:line`` where known."""

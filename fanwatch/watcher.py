@@ -264,6 +264,8 @@ class Watcher:
         self.mode_description = "filesystem mark filtered to the watched trees"
 
     def _mark_mount_fd_mode(self, path: bytes, roots: bool) -> None:
+        """An fd-reporting group with a mount mark: exact paths, but only
+        the events that need no file handles."""
         source = self._new_source(False, roots=[] if roots else None)
         mask = self.events & FD_MODE_EVENTS
         if not mask:
@@ -276,10 +278,15 @@ class Watcher:
             source.roots.append(path)
         self.stats.marks += 1
         if self.events & ~FD_MODE_EVENTS:
+            why = (
+                "a mount mark cannot report them; use --filesystem"
+                if self.scope is Scope.MOUNT
+                else "this filesystem cannot report file handles for mount or "
+                "filesystem marks"
+            )
             self.notes.append(
                 f"{os.fsdecode(path)}: creations, deletions, renames and attribute "
-                "changes are not reported here (this filesystem cannot report file "
-                "handles for mount or filesystem marks)"
+                f"changes are not reported ({why})"
             )
         self.mode_description = "mount mark with file descriptors"
 

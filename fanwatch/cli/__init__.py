@@ -58,7 +58,10 @@ def describe_error(exc: BaseException) -> tuple[str, str | None]:
     if isinstance(exc, FanwatchError):
         return str(exc), exc.hint
     if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
+        filename = exc.filename
+        if isinstance(filename, bytes):
+            filename = os.fsdecode(filename)
+        where = f"{filename}: " if filename else ""
         reason = exc.strerror or str(exc)
         return f"{where}{reason}", ERRNO_HINTS.get(exc.errno)
 

@@ -7,4 +7,5 @@ NOT_SUPPORTED = 3  # fanotify (or the requested mode) is unavailable here
 TIMEOUT = 4  # --timeout elapsed before --count events were seen
 WATCHDOG = 5  # guard: the decision loop stalled and the group was closed
 BROKEN_PIPE = 141  # the reader of our output went away (128 + SIGPIPE)
-INTERRUPTED = 130  # Ctrl-C or SIGTERM (128 + SIGINT)
+INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+TERMINATED = 143  # SIGTERM (128 + SIGTERM), after a clean stop

@@ -1,0 +1,223 @@
+"""``fanwatch watch``: who touched which file, live."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import TextIO
+
+from ..errors import FanwatchError
+from ..filters import USER_EVENTS, EventFilter, parse_event_names
+from ..output import CsvFormatter, formatter_for
+from ..watcher import DEFAULT_EVENTS, Scope, Watcher
+from . import exitcodes
+
+DESCRIPTION = """\
+Report which process opens, reads, writes, creates, deletes, renames or
+executes which file under PATH (default: the current directory, recursively).
+
+With CAP_SYS_ADMIN a filesystem mark sees everything under PATH, with process
+details. Without it (Linux 5.13+), each directory gets its own mark and
+process ids are not reported.
+"""
+
+EPILOG = """\
+exit status: 0 done (Ctrl-C excepted), 1 error, 2 bad usage, 3 fanotify
+unavailable here (see 'fanwatch doctor'), 4 --timeout before --count events,
+130 Ctrl-C, 141 output closed, 143 SIGTERM.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "watch",
+        help="report file accesses live",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="what to watch")
+
+    scope = parser.add_argument_group("scope").add_mutually_exclusive_group()
+    scope.add_argument(
+        "--mount", action="store_true", help="every access through the mount holding PATH"
+    )
+    scope.add_argument(
+        "--filesystem", action="store_true", help="the whole filesystem holding PATH"
+    )
+    parser.add_argument(
+        "--no-recursive", dest="recursive", action="store_false",
+        help="watch only PATH's direct entries",
+    )
+    parser.add_argument(
+        "--unprivileged", action="store_true",
+        help="use unprivileged mode even with CAP_SYS_ADMIN",
+    )
+
+    chosen = parser.add_argument_group("filters")
+    chosen.add_argument(
+        "-e", "--events", action="append", default=[], metavar="LIST",
+        help=f"comma-separated events to report: {', '.join(USER_EVENTS)}",
+    )
+    chosen.add_argument("--include", action="append", default=[], metavar="GLOB",
+                        help="report only paths matching GLOB (** for subtrees)")
+    chosen.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                        help="never report paths matching GLOB")
+    for name, kind, what in (("pid", int, "process id"), ("comm", str, "command name"),
+                             ("uid", int, "user id")):
+        chosen.add_argument(f"--{name}", action="append", type=kind, default=[],
+                            metavar=name.upper(), help=f"only events by this {what}")
+        chosen.add_argument(f"--exclude-{name}", action="append", type=kind,
+                            default=[], metavar=name.upper(),
+                            help=f"no events by this {what}")
+
+    out = parser.add_argument_group("output")
+    style = out.add_mutually_exclusive_group()
+    style.add_argument("--json", action="store_true", help="one JSON object per line")
+    style.add_argument("--csv", action="store_true", help="CSV with a header row")
+    style.add_argument("--format", metavar="TEMPLATE",
+                       help="a line template, e.g. '{time} {comm} {events} {path}'")
+    out.add_argument("-o", "--output", metavar="FILE",
+                     help="write events to FILE (never overwrites an existing file)")
+    out.add_argument("--no-process", dest="process_details", action="store_false",
+                     help="do not read process details from /proc")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="no status line on stderr (limitations are still shown)")
+
+    stop = parser.add_argument_group("stopping")
+    stop.add_argument("-c", "--count", type=_positive_int, metavar="N",
+                      help="stop after N events")
+    stop.add_argument("-t", "--timeout", type=_positive_float, metavar="SECONDS",
+                      help="stop after SECONDS")
+    parser.set_defaults(run=run)
+
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def build_watcher(args: argparse.Namespace) -> Watcher:
+    scope = Scope.MOUNT if args.mount else Scope.FILESYSTEM if args.filesystem else Scope.TREE
+    event_filter = EventFilter(
+        include=args.include,
+        exclude=args.exclude,
+        pids=set(args.pid),
+        exclude_pids=set(args.exclude_pid),
+        comms=set(args.comm),
+        exclude_comms=set(args.exclude_comm),
+        uids=set(args.uid),
+        exclude_uids=set(args.exclude_uid),
+    )
+
+    return Watcher(
+        args.paths or ["."],
+        scope=scope,
+        events=parse_event_names(args.events) if args.events else DEFAULT_EVENTS,
+        recursive=args.recursive,
+        filter=event_filter,
+        process_details=args.process_details,
+        mode="unprivileged" if args.unprivileged else "auto",
+    )
+
+
+def open_output(path: str | None) -> TextIO:
+    """Standard output, or a new file that must not exist yet."""
+    if path is None:
+        sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
+        return sys.stdout
+    try:
+        return open(path, "x", buffering=1, encoding="utf-8", errors="backslashreplace")
+    except FileExistsError:
+        raise FanwatchError(
+            f"{path}: already exists", hint="fanwatch never overwrites; choose a new name"
+        ) from None
+
+
+class _Stop(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    # The first signal stops cleanly; a second one kills at once.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise _Stop(exitcodes.INTERRUPTED if signum == signal.SIGINT else exitcodes.TERMINATED)
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = "json" if args.json else "csv" if args.csv else "format" if args.format else "text"
+    formatter = formatter_for(fmt, args.format)
+    watcher = build_watcher(args)
+    try:
+        output = open_output(args.output)
+    except BaseException:
+        watcher.close()
+        raise
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        _announce(watcher, args)
+        if isinstance(formatter, CsvFormatter):
+            output.write(formatter.header() + "\n")
+        code = _loop(watcher, formatter, output, args.count, args.timeout)
+    except _Stop as stop:
+        code = stop.code
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        watcher.close()
+        if output is not sys.stdout:
+            output.close()
+    _summarize(watcher)
+
+    return code
+
+
+def _loop(watcher: Watcher, formatter, output: TextIO, count: int | None,
+          timeout: float | None) -> int:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen = 0
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return exitcodes.TIMEOUT if count else exitcodes.OK
+        for event in watcher.read(remaining):
+            output.write(formatter(event) + "\n")
+            seen += 1
+            if count and seen >= count:
+                output.flush()
+                return exitcodes.OK
+
+
+def _announce(watcher: Watcher, args: argparse.Namespace) -> None:
+    if not args.quiet:
+        where = ", ".join(os.fsdecode(p) for p in watcher.paths)
+        print(f"fanwatch: watching {where} ({watcher.mode_description}, "
+              f"{watcher.stats.marks} mark(s))", file=sys.stderr, flush=True)
+    for note in watcher.notes:
+        print(f"fanwatch: note: {note}", file=sys.stderr, flush=True)
+    if watcher.stats.unmarkable:
+        print(f"fanwatch: note: {len(watcher.stats.unmarkable)} director(ies) could not be "
+              "watched (unreadable or vanished)", file=sys.stderr, flush=True)
+
+
+def _summarize(watcher: Watcher) -> None:
+    if watcher.stats.overflows:
+        print(f"fanwatch: the kernel queue overflowed {watcher.stats.overflows} time(s): "
+              "events were lost", file=sys.stderr)

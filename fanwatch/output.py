@@ -1,0 +1,203 @@
+"""Formatting events as text lines, JSON lines, CSV rows or a user template.
+
+Every formatter turns one :class:`~fanwatch.events.FileEvent` into exactly
+one line: names containing newlines or control characters are escaped in
+text and CSV, and JSON keeps undecodable names lossless with a base64 copy
+of the raw bytes (``path_b64``) beside the text.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import string
+import time
+from collections.abc import Callable
+
+from .errors import FanwatchError
+from .events import FileEvent
+
+# The JSON keys, stable across releases (docs/OUTPUT.md describes each).
+JSON_SCHEMA_VERSION = 1
+CSV_FIELDS = (
+    "time", "events", "path", "old_path", "is_dir", "pid", "comm", "exe",
+    "uid", "gid", "ppid", "container_id", "process_gone",
+)
+FORMAT_FIELDS = frozenset(CSV_FIELDS) | {"ts", "process"}
+
+_ESCAPES = {i: f"\\x{i:02x}" for i in range(32)} | {
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    ord("\r"): "\\r",
+    ord("\\"): "\\\\",
+    0x7F: "\\x7f",
+}
+
+
+def escape(text: str) -> str:
+    """Make *text* safe on one terminal line: control characters and
+    undecodable bytes become backslash escapes."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for char in text.translate(_ESCAPES):
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
+            out.append(f"\\x{code - 0xDC00:02x}")
+        else:
+            out.append(char)
+
+    return "".join(out)
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1e6):06d}"
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
+
+
+def process_label(event: FileEvent) -> str:
+    proc = event.process
+    if proc.pid == 0:
+        return "?"
+    if proc.gone:
+        return f"[exited]({proc.pid})"
+
+    return f"{escape(proc.comm or '?')}({proc.pid})"
+
+
+def _path_label(path: bytes | None) -> str:
+    return "?" if path is None else escape(os.fsdecode(path))
+
+
+def format_text(event: FileEvent) -> str:
+    """``HH:MM:SS.ffffff comm(pid) events path`` (``old -> new`` for renames)."""
+    if event.is_overflow:
+        return f"{_clock(event.time)} - overflow (events were lost)"
+    kinds = ",".join(event.kinds)
+    path = _path_label(event.path)
+    if event.old_path is not None:
+        path = f"{_path_label(event.old_path)} -> {path}"
+    if event.is_dir:
+        path += "/"
+
+    return f"{_clock(event.time)} {process_label(event)} {kinds} {path}"
+
+
+def _text_or_raw(record: dict, key: str, path: bytes | None) -> None:
+    if path is None:
+        record[key] = None
+        return
+    try:
+        record[key] = path.decode("utf-8")
+    except UnicodeDecodeError:
+        record[key] = path.decode("utf-8", "replace")
+        record[f"{key}_b64"] = base64.b64encode(path).decode("ascii")
+
+
+def to_record(event: FileEvent) -> dict:
+    """The JSON object for *event* (keys documented in docs/OUTPUT.md)."""
+    proc = event.process
+    record: dict = {
+        "time": _iso(event.time),
+        "ts": round(event.time, 6),
+        "events": event.kinds,
+    }
+    _text_or_raw(record, "path", event.path)
+    if event.old_path is not None:
+        _text_or_raw(record, "old_path", event.old_path)
+    record["is_dir"] = event.is_dir
+    if event.deleted:
+        record["deleted"] = True
+    record.update(
+        pid=proc.pid,
+        comm=proc.comm,
+        exe=proc.exe,
+        uid=proc.uid,
+        gid=proc.gid,
+        ppid=proc.ppid,
+        container_id=proc.container_id,
+        process_gone=proc.gone,
+    )
+
+    return record
+
+
+def format_json(event: FileEvent) -> str:
+    return json.dumps(to_record(event), ensure_ascii=False, separators=(",", ":"))
+
+
+def _row(event: FileEvent) -> dict:
+    record = to_record(event)
+    proc = event.process
+    record["events"] = ",".join(event.kinds)
+    record["time"] = _iso(event.time)
+    record["path"] = None if event.path is None else escape(os.fsdecode(event.path))
+    if event.old_path is not None:
+        record["old_path"] = escape(os.fsdecode(event.old_path))
+    record["comm"] = None if proc.comm is None else escape(proc.comm)
+
+    return record
+
+
+class CsvFormatter:
+    """CSV rows with a header first; fields escaped to stay on one line."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.DictWriter(
+            self._buffer, CSV_FIELDS, extrasaction="ignore", lineterminator=""
+        )
+
+    def header(self) -> str:
+        return self._take(self._writer.writeheader)
+
+    def __call__(self, event: FileEvent) -> str:
+        return self._take(lambda: self._writer.writerow(_row(event)))
+
+    def _take(self, write: Callable[[], object]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        write()
+
+        return self._buffer.getvalue()
+
+
+class TemplateFormatter:
+    """``--format`` templates such as ``"{time} {comm} {events} {path}"``.
+
+    Raises FanwatchError at construction for an unknown placeholder.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template.replace("\\t", "\t").replace("\\n", "\n")
+        for _text, name, _spec, _conv in string.Formatter().parse(self.template):
+            if name is not None and name not in FORMAT_FIELDS:
+                known = ", ".join(sorted(FORMAT_FIELDS))
+                raise FanwatchError(
+                    f"unknown placeholder {{{name}}} in --format",
+                    hint=f"known placeholders: {known}",
+                )
+
+    def __call__(self, event: FileEvent) -> str:
+        values = {k: ("" if v is None else v) for k, v in _row(event).items()}
+        values["ts"] = f"{event.time:.6f}"
+        values["process"] = process_label(event)
+
+        return self.template.format_map(values)
+
+
+def formatter_for(kind: str, template: str | None = None) -> Callable[[FileEvent], str]:
+    if kind == "json":
+        return format_json
+    if kind == "csv":
+        return CsvFormatter()
+    if kind == "format":
+        return TemplateFormatter(template or "")
+
+    return format_text

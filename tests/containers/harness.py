@@ -60,6 +60,19 @@ DOCKER_DEFAULT_CAPS = (
     "AUDIT_WRITE",
 )
 
+# Capability numbers from linux/capability.h, for reading CapEff and friends.
+CAPABILITY_NUMBERS = {
+    f"CAP_{name}": number
+    for number, name in enumerate(
+        """CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID
+        SETPCAP LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW
+        IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT
+        SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD
+        LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG
+        WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE""".split()
+    )
+}
+
 # Docker's defaults for /proc and /sys (moby's oci/defaults.go).
 MASKED_PATHS = (
     "/proc/asound",
@@ -98,6 +111,11 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Evidence that container detectors look for, by runtime flavour.
 MARKERS = ("docker", "podman")
+
+
+# Runtime directories are named after the pid that made them, so that a
+# later run can remove what a killed test session left behind.
+BASE_PREFIX = "fanwatch-runc-"
 
 
 class HarnessError(Exception):
@@ -179,8 +197,34 @@ class Result:
 
 def _cap_name(name: str) -> str:
     name = name.upper()
+    full = name if name.startswith("CAP_") else "CAP_" + name
+    if full not in CAPABILITY_NUMBERS:
+        raise HarnessError(f"unknown capability {name!r}")
 
-    return name if name.startswith("CAP_") else "CAP_" + name
+    return full
+
+
+def capability_mask(names: Iterable[str]) -> int:
+    """The bit mask /proc/<pid>/status shows for capability *names*.
+
+    Raises :class:`HarnessError` for a name that is not a capability.
+    """
+    mask = 0
+    for name in names:
+        mask |= 1 << CAPABILITY_NUMBERS[_cap_name(name)]
+
+    return mask
+
+
+def proc_status(text: str) -> dict[str, str]:
+    """The fields of a /proc/<pid>/status text, values stripped."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key] = value.strip()
+
+    return fields
 
 
 def python_args(code: str) -> list[str]:
@@ -224,7 +268,9 @@ class Runtime:
         # runc's state root must be on a filesystem where it can keep fifos
         # and lock files; the bundles must be reachable by a user-namespaced
         # root, hence 0755 all the way down.
-        self.base = tempfile.mkdtemp(prefix="fanwatch-runc-", dir=base)
+        parent = base or tempfile.gettempdir()
+        sweep_stale(parent)
+        self.base = tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-", dir=parent)
         os.chmod(self.base, 0o755)
         self.state_root = os.path.join(self.base, "state")
         # Each container's cgroup is created below runc's own cgroup in every
@@ -240,7 +286,11 @@ class Runtime:
         """
         container = Container(self, spec)
         self._containers[container.id] = container
-        container.start()
+        try:
+            container.start()
+        except BaseException:
+            container.remove()
+            raise
 
         return container
 
@@ -301,6 +351,39 @@ class Runtime:
             raise HarnessError("; ".join(problems))
 
 
+def sweep_stale(parent: str) -> None:
+    """Remove runtime directories whose creating process is gone.
+
+    A test session killed hard (SIGKILL, a thread-based timeout) cannot
+    clean up; its runc containers, cgroups and bundles are removed here.
+    Directories of live processes are left alone.
+    """
+    for entry in os.listdir(parent):
+        if not entry.startswith(BASE_PREFIX):
+            continue
+        pid = entry[len(BASE_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+            continue
+        _remove_stale(os.path.join(parent, entry))
+
+
+def _remove_stale(base: str) -> None:
+    state = os.path.join(base, "state")
+    if os.path.isdir(state):
+        for name in os.listdir(state):
+            subprocess.run(
+                [RUNC, "--root", state, "delete", "--force", name],
+                capture_output=True,
+                timeout=10,
+            )
+    for point in reversed(host_mount_points()):
+        if _is_under(point, base):
+            subprocess.run(["umount", "-l", point], check=False)
+    for directory in cgroup_dirs(os.path.basename(base)):
+        _remove_cgroup(directory, [])
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def host_mount_points() -> list[str]:
     """Mount points of the caller's mount namespace, from /proc/self/mountinfo."""
     with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
@@ -338,10 +421,13 @@ def _cgroup_mounts() -> list[str]:
 
 
 def _remove_cgroup(directory: str, problems: list[str]) -> None:
-    try:
-        os.rmdir(directory)
-    except OSError as exc:
-        problems.append(f"cgroup {directory} left: {exc.strerror}")
+    # A cgroup directory goes with rmdir once it has no tasks and no child
+    # cgroups; its files cannot (and need not) be removed first.
+    for path, _dirs, _files in os.walk(directory, topdown=False):
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            problems.append(f"cgroup {path} left: {exc.strerror}")
 
 
 def _unescape(path: str) -> str:
@@ -427,12 +513,23 @@ class Container:
 
         return self._finish(returncode)
 
-    def stop(self, signal: str = "TERM", timeout: float = 10) -> Result:
-        """Send *signal* to the container's process, then :meth:`wait`."""
+    def stop(self, signal: str = "TERM", grace: float = 5) -> Result:
+        """Send *signal*, then SIGKILL after *grace* seconds, as ``docker
+        stop`` does; return the :class:`Result`.
+
+        The process is the container's pid 1, which the kernel shields from
+        signals it has no handler for: a shell without a ``trap`` only goes
+        with the SIGKILL.
+        """
         if self._process.poll() is None:
             self.runtime.runc("kill", self.id, signal)
+        try:
+            returncode = self._process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.runtime.runc("kill", self.id, "KILL")
+            returncode = self._process.wait(10)
 
-        return self.wait(timeout)
+        return self._finish(returncode)
 
     def remove(self) -> None:
         """Kill and delete the container, reap runc and delete the bundle."""

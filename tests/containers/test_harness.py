@@ -7,6 +7,8 @@ import errno
 import os
 import platform
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -23,6 +25,7 @@ from .harness import (
     ContainerTimeout,
     REPO,
     IdMap,
+    Runtime,
     capability_mask,
     cgroup_dirs,
     host_mount_points,
@@ -330,3 +333,71 @@ def test_user_namespace_filesystem_mark_only_on_own_tmpfs(container, tmpfs):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"/tmp/own ok\n/data errno {errno.EPERM}\n"
+
+
+# -- cleanup after a killed session and the runc requirement ------------------
+
+# Starts a container from a fresh Runtime, prints its base directory and
+# container id, then sleeps until it is killed.
+ABANDONED_SESSION = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from containers.harness import Runtime, Spec
+runtime = Runtime()
+running = runtime.start(Spec(args=["sh", "-c", "echo ready; sleep 60"]))
+running.wait_for_output("ready")
+print(runtime.base, running.id, flush=True)
+time.sleep(60)
+"""
+
+
+def test_runtime_sweeps_what_a_killed_session_left(container_runtime):
+    tests_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    session = subprocess.Popen(
+        [sys.executable, "-c", ABANDONED_SESSION, tests_dir],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base, container_id = session.stdout.readline().split()
+    finally:
+        session.kill()
+        session.wait()
+        session.stdout.close()
+    state = os.path.join(base, "state")
+    listed = subprocess.run(["runc", "--root", state, "list", "--quiet"],
+                            capture_output=True, text=True).stdout.split()
+
+    Runtime().close()
+
+    assert listed == [container_id]
+    assert not os.path.exists(base)
+    assert not cgroup_dirs(os.path.basename(base))
+
+
+def run_pytest_without_runc(ci: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": "/nonexistent", "CI": ci}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         f"{__file__}::test_no_seccomp_filter_when_none"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+
+
+def test_missing_runc_fails_in_ci():
+    done = run_pytest_without_runc("true")
+
+    assert done.returncode == 1, done.stdout
+    assert "runc is required for the container tests in CI" in done.stdout
+
+
+def test_missing_runc_skips_outside_ci_naming_runc():
+    done = run_pytest_without_runc("")
+
+    assert done.returncode == 0, done.stdout
+    assert "SKIPPED" in done.stdout
+    assert "runc is not available ('runc --version' failed)" in done.stdout

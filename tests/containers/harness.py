@@ -125,7 +125,7 @@ class HarnessError(Exception):
 class ContainerTimeout(HarnessError):
     """The container outlived its timeout; it was killed and removed.
 
-    ``result`` holds the output collected until then (exit code -9).
+    ``result`` holds the output collected until then.
     """
 
     def __init__(self, message: str, result: Result) -> None:
@@ -188,7 +188,12 @@ class Spec:
 
 @dataclass(frozen=True)
 class Result:
-    """How a container ended: exit code (negative: killed) and its output."""
+    """How a container ended, and its output.
+
+    ``returncode`` is runc's: the process's exit status, 128 + N when a
+    signal N ended it, or runc's own failure status (message in stderr)
+    when the container could not be created.
+    """
 
     returncode: int
     stdout: str
@@ -230,8 +235,8 @@ def proc_status(text: str) -> dict[str, str]:
 def python_args(code: str) -> list[str]:
     """Argv that runs *code* with this interpreter inside the container.
 
-    fanwatch is importable when the spec keeps the repository (the default)
-    and the environment has ``PYTHONPATH`` from :func:`default_env`.
+    fanwatch is importable as long as the spec keeps the repository (the
+    default), which also puts it on ``PYTHONPATH``.
     """
     return [sys.executable, "-c", code]
 
@@ -265,9 +270,8 @@ class Runtime:
     def __init__(self, base: str | None = None) -> None:
         if os.geteuid() != 0:
             raise HarnessError("runc containers need root")
-        # runc's state root must be on a filesystem where it can keep fifos
-        # and lock files; the bundles must be reachable by a user-namespaced
-        # root, hence 0755 all the way down.
+        # The bundles must be reachable by a user-namespaced root (host uid
+        # 100000 or so), hence 0755 down to each container's root.
         parent = base or tempfile.gettempdir()
         sweep_stale(parent)
         self.base = tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-", dir=parent)
@@ -282,7 +286,8 @@ class Runtime:
     def start(self, spec: Spec) -> Container:
         """Start a container in the background and return it.
 
-        Raises :class:`HarnessError` if runc fails before the process runs.
+        Raises :class:`OSError` if runc cannot be executed. A container
+        that runc fails to create ends at once with runc's error in stderr.
         """
         container = Container(self, spec)
         self._containers[container.id] = container
@@ -334,21 +339,23 @@ class Runtime:
         """
         for container in list(self._containers.values()):
             container.remove()
+        # Containers started around this object (runc directly) go too.
         for leftover in self.list_ids():
             self.runc("delete", "--force", leftover)
-        problems = []
-        if self.list_ids():
-            problems.append(f"runc containers left: {self.list_ids()}")
         for point in reversed(self.leftover_mounts()):
             subprocess.run(["umount", "-l", point], check=False)
-        if self.leftover_mounts():
-            problems.append(f"mounts left: {self.leftover_mounts()}")
+
+        problems = []
+        if ids := self.list_ids():
+            problems.append(f"runc containers left: {ids}")
+        if mounts := self.leftover_mounts():
+            problems.append(f"mounts left: {mounts}")
         for directory in cgroup_dirs(self.cgroup_parent):
             _remove_cgroup(directory, problems)
-        if not problems:
-            shutil.rmtree(self.base, ignore_errors=True)
         if problems:
             raise HarnessError("; ".join(problems))
+
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def sweep_stale(parent: str) -> None:
@@ -361,7 +368,7 @@ def sweep_stale(parent: str) -> None:
     for entry in os.listdir(parent):
         if not entry.startswith(BASE_PREFIX):
             continue
-        pid = entry[len(BASE_PREFIX):].split("-", 1)[0]
+        pid = entry[len(BASE_PREFIX) :].split("-", 1)[0]
         if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
             continue
         _remove_stale(os.path.join(parent, entry))
@@ -462,8 +469,15 @@ class Container:
         """Write the bundle and start ``runc run`` in the foreground mode."""
         build_bundle(self.bundle, self.spec, f"{self.runtime.cgroup_parent}/{self.id}")
         self._process = subprocess.Popen(
-            [RUNC, "--root", self.runtime.state_root, "run", "--bundle", self.bundle,
-             self.id],
+            [
+                RUNC,
+                "--root",
+                self.runtime.state_root,
+                "run",
+                "--bundle",
+                self.bundle,
+                self.id,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -598,9 +612,12 @@ class _Collector:
 
     def wait_for(self, text: str, timeout: float) -> bool:
         with self._changed:
-            return self._changed.wait_for(
-                lambda: text in self.text() or self.closed, timeout
-            ) and text in self.text()
+            return (
+                self._changed.wait_for(
+                    lambda: text in self.text() or self.closed, timeout
+                )
+                and text in self.text()
+            )
 
     def join(self, timeout: float) -> None:
         if self._thread is not None:
@@ -644,22 +661,33 @@ def system_mounts(rootfs: str) -> list[dict]:
 def kernel_mounts() -> list[dict]:
     """/proc, /dev, /sys and a private /tmp, with Docker's options."""
     return [
-        {"destination": "/proc", "type": "proc", "source": "proc",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666",
-                     "mode=0620"]},
-        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-         "options": ["nosuid", "noexec", "nodev"]},
-        {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-         "options": ["nosuid", "noexec", "nodev", "ro"]},
-        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-         "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]},
+        _mount("/proc", "proc", "nosuid", "noexec", "nodev"),
+        _mount("/dev", "tmpfs", "nosuid", "strictatime", "mode=755", "size=65536k"),
+        _mount(
+            "/dev/pts",
+            "devpts",
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+        ),
+        _mount(
+            "/dev/shm", "tmpfs", "nosuid", "noexec", "nodev", "mode=1777", "size=65536k"
+        ),
+        _mount("/dev/mqueue", "mqueue", "nosuid", "noexec", "nodev"),
+        _mount("/sys", "sysfs", "nosuid", "noexec", "nodev", "ro"),
+        _mount("/tmp", "tmpfs", "nosuid", "nodev", "mode=1777", "size=65536k"),
     ]
+
+
+def _mount(destination: str, fstype: str, *options: str) -> dict:
+    return {
+        "destination": destination,
+        "type": fstype,
+        "source": fstype,
+        "options": list(options),
+    }
 
 
 def _user_binds(spec: Spec) -> list[Bind]:

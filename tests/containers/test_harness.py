@@ -51,10 +51,10 @@ else:
 # "event <name> <pid>" per event until one for argv[3] arrives (10 s at most).
 WATCH_FOR_NAME = """
 import sys, time
-from fanwatch.constants import FAN_CREATE, FAN_CLOSE_WRITE, FAN_EVENT_ON_CHILD
+from fanwatch.constants import *
 from fanwatch.group import Group
 path, kind, wanted = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
-with Group(%d) as group:
+with Group(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_REPORT_FID) as group:
     group.mark(path, FAN_CREATE | FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD, kind=kind)
     print("ready", flush=True)
     deadline = time.monotonic() + 10
@@ -65,15 +65,15 @@ with Group(%d) as group:
                 if event.name == wanted:
                     sys.exit(0)
 sys.exit(3)
-""" % FID_GROUP
+"""
 
 # Tries a filesystem mark from an FID group on each of argv[1:]; prints
 # "<path> ok" or "<path> errno N".
 FILESYSTEM_MARKS = """
 import sys
-from fanwatch.constants import FAN_CREATE, FAN_MARK_FILESYSTEM
+from fanwatch.constants import *
 from fanwatch.group import Group
-with Group(%d) as group:
+with Group(FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_REPORT_FID) as group:
     for path in sys.argv[1:]:
         try:
             group.mark(path, FAN_CREATE, kind=FAN_MARK_FILESYSTEM)
@@ -81,7 +81,7 @@ with Group(%d) as group:
             print(path, "errno", exc.errno)
         else:
             print(path, "ok")
-""" % FID_GROUP
+"""
 
 
 def status_of(result) -> dict[str, str]:
@@ -123,8 +123,9 @@ def test_docker_default_caps_are_dockers_known_mask():
 
 
 def test_non_root_user_keeps_no_effective_caps(container):
-    result = container.run(["sh", "-c", "id -u; id -g; cat /proc/self/status"],
-                           user=(1000, 1000))
+    result = container.run(
+        ["sh", "-c", "id -u; id -g; cat /proc/self/status"], user=(1000, 1000)
+    )
     assert result.returncode == 0, result.stderr
     uid, gid, status = result.stdout.split("\n", 2)
     fields = proc_status(status)
@@ -148,8 +149,11 @@ def test_seccomp_filter_refuses_fanotify_init(container, errno_ret):
     seccomp = {
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [
-            {"names": ["fanotify_init"], "action": "SCMP_ACT_ERRNO",
-             "errnoRet": errno_ret},
+            {
+                "names": ["fanotify_init"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": errno_ret,
+            },
         ],
     }
     status = status_of(container.run(["cat", "/proc/self/status"], seccomp=seccomp))
@@ -181,8 +185,12 @@ def test_user_namespace_mapping_is_visible(container):
 
 def test_user_namespace_root_can_mount_its_own_tmpfs(container):
     result = container.run(
-        ["sh", "-c", "mkdir /tmp/own && mount -t tmpfs own /tmp/own && "
-         "grep ' /tmp/own ' /proc/self/mounts"],
+        [
+            "sh",
+            "-c",
+            "mkdir /tmp/own && mount -t tmpfs own /tmp/own && "
+            "grep ' /tmp/own ' /proc/self/mounts",
+        ],
         userns=IdMap(),
         cap_add=["SYS_ADMIN"],
     )
@@ -200,10 +208,16 @@ def test_without_user_namespace_the_map_is_the_initial_one(container):
 @pytest.mark.parametrize(
     "marker, check",
     [
-        ("docker", "test -e /.dockerenv && test ! -e /run/.containerenv "
-                   "&& test -z \"$container\""),
-        ("podman", "test -e /run/.containerenv && test ! -e /.dockerenv "
-                   "&& test \"$container\" = podman"),
+        (
+            "docker",
+            "test -e /.dockerenv && test ! -e /run/.containerenv "
+            '&& test -z "$container"',
+        ),
+        (
+            "podman",
+            "test -e /run/.containerenv && test ! -e /.dockerenv "
+            '&& test "$container" = podman',
+        ),
         (None, "test ! -e /.dockerenv && test ! -e /run/.containerenv"),
     ],
 )
@@ -214,10 +228,13 @@ def test_runtime_marker(container, marker, check):
 
 
 def test_host_write_into_rw_bind_is_seen_inside(container, tmpfs):
-    script = ("echo ready; while [ ! -e /data/flag ]; do sleep 0.05; done; "
-              "cat /data/flag; echo inside > /data/reply")
-    running = container.start(["sh", "-c", script],
-                              binds=[Bind(tmpfs, "/data", writable=True)])
+    script = (
+        "echo ready; while [ ! -e /data/flag ]; do sleep 0.05; done; "
+        "cat /data/flag; echo inside > /data/reply"
+    )
+    running = container.start(
+        ["sh", "-c", script], binds=[Bind(tmpfs, "/data", writable=True)]
+    )
     running.wait_for_output("ready")
     with open(os.path.join(tmpfs, "flag"), "w") as flag:
         flag.write("from the host\n")
@@ -311,8 +328,9 @@ def test_fd_group_needs_sys_admin_under_docker_defaults(container):
 
 
 def test_fid_group_allowed_for_non_root_without_filter(container):
-    result = container.run([*python_args(INIT_PROBE), str(FID_GROUP)],
-                           user=(1000, 1000))
+    result = container.run(
+        [*python_args(INIT_PROBE), str(FID_GROUP)], user=(1000, 1000)
+    )
 
     assert result.stdout == "ok\n", result.stderr
 
@@ -322,10 +340,9 @@ def test_fid_group_allowed_for_non_root_without_filter(container):
     reason="filesystem marks for a user-namespace admin need Linux 6.16",
 )
 def test_user_namespace_filesystem_mark_only_on_own_tmpfs(container, tmpfs):
-    script = "mkdir /tmp/own && mount -t tmpfs own /tmp/own && exec \"$@\""
+    script = 'mkdir /tmp/own && mount -t tmpfs own /tmp/own && exec "$@"'
     result = container.run(
-        ["sh", "-c", script, "sh", *python_args(FILESYSTEM_MARKS), "/tmp/own",
-         "/data"],
+        ["sh", "-c", script, "sh", *python_args(FILESYSTEM_MARKS), "/tmp/own", "/data"],
         userns=IdMap(),
         cap_add=["SYS_ADMIN"],
         binds=[Bind(tmpfs, "/data", writable=True)],
@@ -365,8 +382,9 @@ def test_runtime_sweeps_what_a_killed_session_left(container_runtime):
         session.wait()
         session.stdout.close()
     state = os.path.join(base, "state")
-    listed = subprocess.run(["runc", "--root", state, "list", "--quiet"],
-                            capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(
+        ["runc", "--root", state, "list", "--quiet"], capture_output=True, text=True
+    ).stdout.split()
 
     Runtime().close()
 
@@ -378,8 +396,16 @@ def test_runtime_sweeps_what_a_killed_session_left(container_runtime):
 def run_pytest_without_runc(ci: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": "/nonexistent", "CI": ci}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-         f"{__file__}::test_no_seccomp_filter_when_none"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            f"{__file__}::test_no_seccomp_filter_when_none",
+        ],
         capture_output=True,
         text=True,
         env=env,

@@ -206,6 +206,10 @@ class Profile:
 
         return decide(self, syscall, active, skipped, args)
 
+    def default_verdict(self) -> Verdict:
+        """What happens to a syscall no rule names."""
+        return decide(self, "", [], (), None)
+
     def split_rules(self, context: Context) -> tuple[list[Rule], list[tuple[Rule, str]]]:
         """The rules moby keeps for *context*, and the ones it drops with why."""
         active, inactive = [], []
@@ -250,7 +254,9 @@ class Profile:
         architectures = self.loaded_architectures(context.arch)
         if architectures:
             resolved["architectures"] = architectures
-        for key in ("flags", "listenerPath", "listenerMetadata"):
+        # "flags" is left out: runc 1.1 refuses any ("seccomp flags are not
+        # yet supported by runc"), and moby only passes them through.
+        for key in ("listenerPath", "listenerMetadata"):
             if self.data.get(key):
                 resolved[key] = self.data[key]
         active, _ = self.split_rules(context)
@@ -369,10 +375,10 @@ class _Checker:
     def errno_ret(self, data: dict, action: str, path: Path, key: str) -> int | None:
         if data.get(key) is None:
             return None
-        if action not in ACTIONS_WITH_ERRNO:
-            raise self.fail(path + (key,), f"only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take {key}")
+        number = self.number(data[key], path + (key,), 4095)
 
-        return self.number(data[key], path + (key,), 4095)
+        # runc 1.1 accepts and ignores a return code on other actions.
+        return number if action in ACTIONS_WITH_ERRNO else None
 
     def strings(self, value: Any, path: Path) -> tuple[str, ...]:
         if value is None:

@@ -410,7 +410,10 @@ class _Checker:
         for position, entry in enumerate(value):
             path = ("archMap", position)
             self.expect(entry, dict, path, "an object")
-            main = self.arch_list([entry.get("architecture")], path + ("architecture",))[0]
+            main = entry.get("architecture")
+            self.expect(main, str, path + ("architecture",), "a string")
+            if main not in SCMP_ARCHES:
+                raise self.fail(path + ("architecture",), f"unknown architecture {main!r}")
             subs = self.arch_list(entry.get("subArchitectures"), path + ("subArchitectures",))
             mapping.setdefault(main, subs)
 

@@ -109,7 +109,10 @@ class Verdict:
 
     @property
     def action_key(self) -> tuple[str, int | None]:
-        return (self.action, self.errno) if self.outcome != "allow" else ("allow", None)
+        if self.outcome == "allow":
+            return ("allow", None)
+
+        return (filter_action(self.action, None)[0], self.errno)
 
     def describe(self) -> str:
         """One line: what happens, and which rule says so."""

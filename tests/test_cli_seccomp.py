@@ -19,6 +19,11 @@ DOCKER = os.path.join(PROFILES, "docker-default.json")
 PODMAN = os.path.join(PROFILES, "podman-default.json")
 
 
+def read(path) -> str:
+    with open(path, encoding="utf-8") as stream:
+        return stream.read()
+
+
 def run(capsys, *argv) -> tuple[int, str, str]:
     code = main(["seccomp", *argv])
     out, err = capsys.readouterr()
@@ -49,7 +54,9 @@ def test_check_podman_default_allows_watch(capsys):
 
 
 def test_check_with_sys_admin_allows_every_job(capsys):
-    code, out, _ = run(capsys, "check", DOCKER, "--cap-add", "SYS_ADMIN", "--for", "guard")
+    code, out, _ = run(
+        capsys, "check", DOCKER, "--cap-add", "SYS_ADMIN", "--for", "guard"
+    )
 
     assert code == exitcodes.OK
     assert "guard: ok" in out and "+ CAP_SYS_ADMIN" in out
@@ -63,22 +70,37 @@ def test_check_for_a_job_without_its_capability_fails(capsys):
 
 
 def test_check_json(capsys):
-    code, out, _ = run(capsys, "check", DOCKER, "--json", "--arch", "arm64", "--kernel", "5.15")
+    code, out, _ = run(
+        capsys, "check", DOCKER, "--json", "--arch", "arm64", "--kernel", "5.15"
+    )
     report = json.loads(out)
 
     assert code == exitcodes.NOT_SUPPORTED
     assert report["version"] == 1 and report["ok"] is False
     assert (report["arch"], report["kernel"]) == ("arm64", "5.15.0")
-    assert report["default"] == {"action": "SCMP_ACT_ERRNO", "errno": 1, "errno_name": "EPERM"}
+    assert report["default"] == {
+        "action": "SCMP_ACT_ERRNO",
+        "errno": 1,
+        "errno_name": "EPERM",
+    }
     watch = report["jobs"][0]
-    assert (watch["job"], watch["checked"], watch["blocked"]) == ("watch", True, ["fanotify_init"])
+    assert (watch["job"], watch["checked"], watch["blocked"]) == (
+        "watch",
+        True,
+        ["fanotify_init"],
+    )
     init = watch["syscalls"][0]["verdicts"][0]
     assert (init["syscall"], init["outcome"], init["errno"], init["rule"]) == (
-        "fanotify_init", "errno", 1, None,
+        "fanotify_init",
+        "errno",
+        1,
+        None,
     )
     assert init["inactive_rules"] == [{"rule": 15, "reason": "only with CAP_SYS_ADMIN"}]
     mark = watch["syscalls"][1]["verdicts"][0]
-    assert mark["allowed"] and mark["rule"] == 0 and "fanotify_mark" in mark["rule_names"]
+    assert (
+        mark["allowed"] and mark["rule"] == 0 and "fanotify_mark" in mark["rule_names"]
+    )
     assert report["jobs"][1]["checked"] is False
 
 
@@ -125,7 +147,10 @@ def test_whole_process_exit_code_and_no_traceback():
     broken = os.path.join(PROFILES, "broken-unknown-action.json")
     done = subprocess.run(
         [sys.executable, "-m", "fanwatch", "seccomp", "check", broken],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
     assert done.returncode == exitcodes.USAGE
@@ -141,12 +166,17 @@ def test_patch_for_watch(capsys, tmp_path):
 
     assert code == exitcodes.OK
     assert out.splitlines() == [
-        "changed: syscalls[0] (accept, accept4, access, +356 more): added fanotify_init",
-        "changed: syscalls[15] (bpf, clone, clone3, +20 more): removed fanotify_init,"
-        " now allowed above",
+        (
+            "changed: syscalls[0] (accept, accept4, access, +356 more): "
+            "added fanotify_init"
+        ),
+        (
+            "changed: syscalls[15] (bpf, clone, clone3, +20 more): "
+            "removed fanotify_init, now allowed above"
+        ),
         f"wrote {out_path}",
     ]
-    original = open(DOCKER).read().splitlines()
+    original = read(DOCKER).splitlines()
     patched = out_path.read_text().splitlines()
     assert len(patched) == len(original)  # indent 2 kept, one line moved
     assert sorted(set(patched) ^ set(original)) == []
@@ -158,14 +188,16 @@ def test_patch_for_guard_explains_the_capability(capsys, tmp_path):
     code, out, _ = run(capsys, "patch", DOCKER, "--for", "guard", "-o", str(out_path))
 
     assert code == exitcodes.OK
-    assert "guard needs CAP_SYS_ADMIN: run the container with --cap-add SYS_ADMIN" in out
+    assert (
+        "guard needs CAP_SYS_ADMIN: run the container with --cap-add SYS_ADMIN" in out
+    )
     assert "no change needed" in out
-    assert json.loads(out_path.read_text()) == json.loads(open(DOCKER).read())
+    assert json.loads(out_path.read_text()) == json.loads(read(DOCKER))
 
 
 def test_patch_keeps_tab_indentation(capsys, tmp_path):
     source = tmp_path / "tabs.json"
-    source.write_text(json.dumps(json.load(open(DOCKER)), indent="\t") + "\n")
+    source.write_text(json.dumps(json.loads(read(DOCKER)), indent="\t") + "\n")
     out_path = tmp_path / "out.json"
     run(capsys, "patch", str(source), "--for", "watch", "-o", str(out_path))
 
@@ -178,7 +210,9 @@ def test_patch_refuses_to_overwrite(capsys, tmp_path):
     code, out, err = run(capsys, "patch", DOCKER, "--for", "watch", "-o", str(out_path))
 
     assert code == exitcodes.FAILURE and out == ""
-    assert err.splitlines()[0] == f"fanwatch: {out_path}: already exists, not overwritten"
+    assert (
+        err.splitlines()[0] == f"fanwatch: {out_path}: already exists, not overwritten"
+    )
     assert out_path.read_text() == "keep me"
 
 
@@ -186,11 +220,18 @@ def test_patch_refuses_to_overwrite(capsys, tmp_path):
 
 
 def test_resolve_to_stdout_and_file(capsys, tmp_path):
-    code, out, _ = run(capsys, "resolve", DOCKER, "--cap-add", "all", "--arch", "amd64", "-o", "-")
+    code, out, _ = run(
+        capsys, "resolve", DOCKER, "--cap-add", "all", "--arch", "amd64", "-o", "-"
+    )
     resolved = json.loads(out)
 
     assert code == exitcodes.OK
-    assert set(resolved) == {"defaultAction", "defaultErrnoRet", "architectures", "syscalls"}
+    assert set(resolved) == {
+        "defaultAction",
+        "defaultErrnoRet",
+        "architectures",
+        "syscalls",
+    }
     assert any("fanotify_init" in rule["names"] for rule in resolved["syscalls"])
     out_path = tmp_path / "r.json"
     assert run(capsys, "resolve", DOCKER, "-o", str(out_path))[0] == exitcodes.OK
@@ -216,14 +257,22 @@ def run_in_runc(bundle, seccomp: dict) -> str:
     rootfs.mkdir(exist_ok=True)
     subprocess.run(["runc", "spec"], cwd=bundle, check=True)
     config = json.loads((bundle / "config.json").read_text())
-    config["process"].update(terminal=False, args=[os.path.realpath(sys.executable), "-c", PROBE])
+    config["process"].update(
+        terminal=False, args=[os.path.realpath(sys.executable), "-c", PROBE]
+    )
     # The interpreter running the tests may live outside /usr (pyenv).
-    for directory in dict.fromkeys(("/usr", "/lib", "/lib64", "/bin", "/etc", sys.base_prefix)):
+    for directory in dict.fromkeys(
+        ("/usr", "/lib", "/lib64", "/bin", "/etc", sys.base_prefix)
+    ):
         if os.path.isdir(directory) and not os.path.islink(directory):
             (rootfs / directory[1:]).mkdir(parents=True, exist_ok=True)
             config["mounts"].append(
-                {"destination": directory, "type": "bind", "source": directory,
-                 "options": ["rbind", "ro"]}
+                {
+                    "destination": directory,
+                    "type": "bind",
+                    "source": directory,
+                    "options": ["rbind", "ro"],
+                }
             )
         elif os.path.islink(directory):
             os.symlink(os.readlink(directory), rootfs / directory[1:])
@@ -232,10 +281,15 @@ def run_in_runc(bundle, seccomp: dict) -> str:
     name = f"fanwatch-seccomp-{uuid.uuid4().hex[:12]}"
     try:
         done = subprocess.run(
-            ["runc", "run", name], cwd=bundle, capture_output=True, text=True, timeout=60
+            ["runc", "run", name],
+            cwd=bundle,
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=60,
         )
     finally:
-        subprocess.run(["runc", "delete", "-f", name], capture_output=True)
+        subprocess.run(["runc", "delete", "-f", name], check=False, capture_output=True)
     assert done.returncode == 0, done.stderr
 
     return done.stdout

@@ -60,7 +60,11 @@ def podman():
 def test_docker_refuses_unlisted_syscalls_with_eperm(docker):
     verdict = docker.evaluate("no_such_call", arch="amd64", kernel="6.1")
 
-    assert (verdict.outcome, verdict.errno, verdict.rule) == ("errno", errno.EPERM, None)
+    assert (verdict.outcome, verdict.errno, verdict.rule) == (
+        "errno",
+        errno.EPERM,
+        None,
+    )
 
 
 def test_podman_refuses_unlisted_syscalls_with_enosys(podman):
@@ -68,7 +72,9 @@ def test_podman_refuses_unlisted_syscalls_with_enosys(podman):
 
 
 def test_errno_action_without_errno_ret_means_eperm():
-    verdict = profile({"names": ["uname"], "action": "SCMP_ACT_ERRNO"}, default="SCMP_ACT_ALLOW")
+    verdict = profile(
+        {"names": ["uname"], "action": "SCMP_ACT_ERRNO"}, default="SCMP_ACT_ALLOW"
+    )
 
     assert verdict.evaluate("uname").errno == errno.EPERM
 
@@ -76,7 +82,9 @@ def test_errno_action_without_errno_ret_means_eperm():
 def test_errno_ret_is_used():
     rule = {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EACCES}
 
-    assert profile(rule, default="SCMP_ACT_ALLOW").evaluate("uname").errno == errno.EACCES
+    assert (
+        profile(rule, default="SCMP_ACT_ALLOW").evaluate("uname").errno == errno.EACCES
+    )
 
 
 # --- includes / excludes -----------------------------------------------------
@@ -86,7 +94,11 @@ def test_fanotify_init_needs_sys_admin_in_docker(docker):
     without = docker.evaluate("fanotify_init", DOCKER_DEFAULT_CAPS, "amd64", "6.18")
     with_admin = docker.evaluate("fanotify_init", WITH_SYS_ADMIN, "amd64", "6.18")
 
-    assert (without.outcome, without.errno, without.rule) == ("errno", errno.EPERM, None)
+    assert (without.outcome, without.errno, without.rule) == (
+        "errno",
+        errno.EPERM,
+        None,
+    )
     assert [(rule.index, why) for rule, why in without.inactive] == [
         (15, "only with CAP_SYS_ADMIN")
     ]
@@ -112,7 +124,9 @@ def test_open_by_handle_at_needs_dac_read_search(docker, podman):
 
 
 def test_includes_caps_needs_every_cap_listed():
-    prof = profile(allow("mount", includes={"caps": ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]}))
+    prof = profile(
+        allow("mount", includes={"caps": ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]})
+    )
 
     assert not prof.evaluate("mount", {"CAP_SYS_ADMIN"}).allowed
     assert prof.evaluate("mount", {"CAP_SYS_ADMIN", "CAP_NET_ADMIN"}).allowed
@@ -170,7 +184,9 @@ def test_single_name_form():
     prof = profile({"name": "uname", "action": "SCMP_ACT_ALLOW"})
 
     assert prof.evaluate("uname").allowed
-    assert prof.resolve()["syscalls"] == [{"names": ["uname"], "action": "SCMP_ACT_ALLOW"}]
+    assert prof.resolve()["syscalls"] == [
+        {"names": ["uname"], "action": "SCMP_ACT_ALLOW"}
+    ]
 
 
 def test_name_and_names_together_is_an_error():
@@ -273,20 +289,29 @@ def test_rule_with_the_default_action_is_skipped():
 )
 def test_actions(action, outcome, seen_errno):
     default = "SCMP_ACT_ALLOW" if action != "SCMP_ACT_ALLOW" else "SCMP_ACT_ERRNO"
-    verdict = profile({"names": ["uname"], "action": action}, default=default).evaluate("uname")
+    verdict = profile({"names": ["uname"], "action": action}, default=default).evaluate(
+        "uname"
+    )
 
-    assert (verdict.outcome, verdict.errno, verdict.rule.index) == (outcome, seen_errno, 0)
+    assert (verdict.outcome, verdict.errno, verdict.rule.index) == (
+        outcome,
+        seen_errno,
+        0,
+    )
     assert verdict.allowed == (outcome == "allow")
 
 
 def test_kill_and_kill_thread_are_the_same_filter():
-    kill = profile({"names": ["uname"], "action": "SCMP_ACT_KILL"}, default="SCMP_ACT_ALLOW")
+    kill = profile(
+        {"names": ["uname"], "action": "SCMP_ACT_KILL"}, default="SCMP_ACT_ALLOW"
+    )
     thread = profile(
         {"names": ["uname"], "action": "SCMP_ACT_KILL_THREAD"}, default="SCMP_ACT_ALLOW"
     )
 
     process = profile(
-        {"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"}, default="SCMP_ACT_ALLOW"
+        {"names": ["uname"], "action": "SCMP_ACT_KILL_PROCESS"},
+        default="SCMP_ACT_ALLOW",
     )
 
     assert kill.evaluate("uname").key == thread.evaluate("uname").key
@@ -309,7 +334,10 @@ def test_arch_map_picks_the_native_entry(docker):
         "SCMP_ARCH_X86",
         "SCMP_ARCH_X32",
     ]
-    assert docker.loaded_architectures("arm64") == ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"]
+    assert docker.loaded_architectures("arm64") == [
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_ARM",
+    ]
     assert docker.loaded_architectures("riscv64") == ["SCMP_ARCH_RISCV64"]
     assert docker.loaded_architectures("ppc64le") == []
 
@@ -317,7 +345,10 @@ def test_arch_map_picks_the_native_entry(docker):
 def test_architectures_list_is_used_as_written():
     prof = profile(architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
 
-    assert prof.resolve(arch="arm64")["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+    assert prof.resolve(arch="arm64")["architectures"] == [
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X86",
+    ]
 
 
 def test_architectures_and_arch_map_together_is_an_error():
@@ -363,9 +394,16 @@ def test_resolve_applies_includes_and_excludes(docker):
     assert plain["defaultAction"] == "SCMP_ACT_ERRNO" and plain["defaultErrnoRet"] == 1
     assert plain["architectures"][0] == "SCMP_ARCH_X86_64"
     assert "fanotify_init" not in names(plain) and "fanotify_init" in names(admin)
-    assert {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38} in plain["syscalls"]
-    assert all(set(rule) <= {"names", "action", "errnoRet", "args"} for rule in plain["syscalls"])
-    personality = [rule for rule in plain["syscalls"] if rule["names"] == ["personality"]]
+    assert {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38} in plain[
+        "syscalls"
+    ]
+    assert all(
+        set(rule) <= {"names", "action", "errnoRet", "args"}
+        for rule in plain["syscalls"]
+    )
+    personality = [
+        rule for rule in plain["syscalls"] if rule["names"] == ["personality"]
+    ]
     assert personality[1]["args"] == [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]
 
 
@@ -381,9 +419,23 @@ def test_resolve_leaves_flags_out():
 def test_job_syscalls_mark_required_and_optional():
     for job in ("watch", "watch-mount", "guard"):
         required = {need.names[0] for need in JOB_SYSCALLS[job] if need.required}
-        assert {"fanotify_init", "fanotify_mark", "name_to_handle_at", "read"} <= required
-        assert {"close", "openat", "getdents64", "fstatfs", "readlinkat", "ppoll"} <= required
-    watch_optional = {need.names[0] for need in JOB_SYSCALLS["watch"] if not need.required}
+        assert {
+            "fanotify_init",
+            "fanotify_mark",
+            "name_to_handle_at",
+            "read",
+        } <= required
+        assert {
+            "close",
+            "openat",
+            "getdents64",
+            "fstatfs",
+            "readlinkat",
+            "ppoll",
+        } <= required
+    watch_optional = {
+        need.names[0] for need in JOB_SYSCALLS["watch"] if not need.required
+    }
     assert "open_by_handle_at" in watch_optional
     assert any("respon" in need.purpose for need in JOB_SYSCALLS["guard"])
     assert JOB_CAPS["watch"] == frozenset() and JOB_CAPS["guard"] == {"CAP_SYS_ADMIN"}
@@ -392,7 +444,9 @@ def test_job_syscalls_mark_required_and_optional():
 def test_check_job(docker, podman):
     watch = check_job(docker, "watch", DOCKER_DEFAULT_CAPS)
 
-    assert not watch.ok and [need.names[0] for need in watch.blocked] == ["fanotify_init"]
+    assert not watch.ok and [need.names[0] for need in watch.blocked] == [
+        "fanotify_init"
+    ]
     assert check_job(podman, "watch", frozenset()).ok
     assert check_job(docker, "watch-mount", WITH_SYS_ADMIN).ok
     mount = check_job(docker, "watch-mount", DOCKER_DEFAULT_CAPS)
@@ -405,7 +459,12 @@ ARCHES = ("amd64", "arm64", "s390x")
 
 
 def every_name(*profiles: Profile) -> set[str]:
-    names = {name for need_list in JOB_SYSCALLS.values() for need in need_list for name in need.names}
+    names = {
+        name
+        for need_list in JOB_SYSCALLS.values()
+        for need in need_list
+        for name in need.names
+    }
     for prof in profiles:
         names |= prof.syscall_names()
 
@@ -431,7 +490,10 @@ def test_patch_for_watch_moves_fanotify_init_and_nothing_else(docker):
     after = Profile.from_dict(patched)
 
     assert docker.data == original
-    assert [(c.rule, c.syscall) for c in changes] == [(0, "fanotify_init"), (15, "fanotify_init")]
+    assert [(c.rule, c.syscall) for c in changes] == [
+        (0, "fanotify_init"),
+        (15, "fanotify_init"),
+    ]
     assert "fanotify_init" in patched["syscalls"][0]["names"]
     assert "fanotify_init" not in patched["syscalls"][15]["names"]
     assert changed_verdicts(docker, after) == {"fanotify_init"}
@@ -456,8 +518,16 @@ def test_patch_removes_a_rule_refusing_the_call_first():
     data = {
         "defaultAction": "SCMP_ACT_ERRNO",
         "syscalls": [
-            {"names": ["fanotify_init", "kexec_load"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
-            allow(*sorted(every_name() - {"fanotify_init", "open_by_handle_at", "pidfd_open"})),
+            {
+                "names": ["fanotify_init", "kexec_load"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": 38,
+            },
+            allow(
+                *sorted(
+                    every_name() - {"fanotify_init", "open_by_handle_at", "pidfd_open"}
+                )
+            ),
         ],
     }
     before = Profile.from_dict(data)
@@ -510,8 +580,16 @@ def test_patch_deletes_a_single_name_rule_it_empties():
     [
         ("broken-not-json.json", ":5:5", "not JSON: Expecting ',' delimiter"),
         ("broken-unknown-action.json", ":16", "syscalls[2].action: unknown action"),
-        ("broken-wrong-type.json", ":10", "syscalls[1].names: must be a list of strings"),
-        ("broken-unknown-arch.json", ":10", "archMap[1].architecture: unknown architecture"),
+        (
+            "broken-wrong-type.json",
+            ":10",
+            "syscalls[1].names: must be a list of strings",
+        ),
+        (
+            "broken-unknown-arch.json",
+            ":10",
+            "archMap[1].architecture: unknown architecture",
+        ),
     ],
 )
 def test_broken_profiles_name_the_place(name, location, message):
@@ -527,14 +605,38 @@ def test_broken_profiles_name_the_place(name, location, message):
     "mutate, where",
     [
         (lambda d: d.pop("defaultAction"), "defaultAction: missing"),
-        (lambda d: d.update(defaultErrnoRet="1"), "defaultErrnoRet: must be a whole number"),
-        (lambda d: d["syscalls"][3]["args"][0].update(op="SCMP_CMP_LIKE"), "syscalls[3].args[0].op"),
-        (lambda d: d["syscalls"][3]["args"][0].update(index=6), "syscalls[3].args[0].index"),
-        (lambda d: d["syscalls"][3]["args"][0].update(value=-1), "syscalls[3].args[0].value"),
-        (lambda d: d["syscalls"][1]["includes"].update(minKernel="new"), "syscalls[1].includes.minKernel"),
-        (lambda d: d["syscalls"][10]["includes"]["arches"].append("vax"), "syscalls[10].includes.arches[2]"),
-        (lambda d: d["syscalls"][14]["includes"].update(caps=["SYS_ADMIN"]), "syscalls[14].includes.caps[0]"),
-        (lambda d: d["syscalls"][0].update(names=True), "syscalls[0].names: must be a list"),
+        (
+            lambda d: d.update(defaultErrnoRet="1"),
+            "defaultErrnoRet: must be a whole number",
+        ),
+        (
+            lambda d: d["syscalls"][3]["args"][0].update(op="SCMP_CMP_LIKE"),
+            "syscalls[3].args[0].op",
+        ),
+        (
+            lambda d: d["syscalls"][3]["args"][0].update(index=6),
+            "syscalls[3].args[0].index",
+        ),
+        (
+            lambda d: d["syscalls"][3]["args"][0].update(value=-1),
+            "syscalls[3].args[0].value",
+        ),
+        (
+            lambda d: d["syscalls"][1]["includes"].update(minKernel="new"),
+            "syscalls[1].includes.minKernel",
+        ),
+        (
+            lambda d: d["syscalls"][10]["includes"]["arches"].append("vax"),
+            "syscalls[10].includes.arches[2]",
+        ),
+        (
+            lambda d: d["syscalls"][14]["includes"].update(caps=["SYS_ADMIN"]),
+            "syscalls[14].includes.caps[0]",
+        ),
+        (
+            lambda d: d["syscalls"][0].update(names=True),
+            "syscalls[0].names: must be a list",
+        ),
         (lambda d: d["syscalls"][0].pop("action"), "syscalls[0]: no action"),
     ],
 )

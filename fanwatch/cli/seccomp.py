@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 
@@ -39,7 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="check or fix a container seccomp profile for fanwatch",
         description="Evaluate a Docker/OCI seccomp profile as the runtime loads it.",
     )
-    commands = parser.add_subparsers(dest="seccomp_command", metavar="ACTION", required=True)
+    commands = parser.add_subparsers(
+        dest="seccomp_command", metavar="ACTION", required=True
+    )
 
     check = commands.add_parser("check", help="say which syscalls each job gets")
     _add_common(check, caps=True)
@@ -53,9 +54,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     patch.add_argument("-o", "--output", required=True, help="new file to write")
     patch.set_defaults(run=run_patch)
 
-    resolve = commands.add_parser("resolve", help="write the linux.seccomp object a runtime loads")
+    resolve = commands.add_parser(
+        "resolve", help="write the linux.seccomp object a runtime loads"
+    )
     _add_common(resolve, caps=True)
-    resolve.add_argument("-o", "--output", required=True, help="new file to write, - for stdout")
+    resolve.add_argument(
+        "-o", "--output", required=True, help="new file to write, - for stdout"
+    )
     resolve.set_defaults(run=run_resolve)
 
     return parser
@@ -65,21 +70,33 @@ def _add_common(parser: argparse.ArgumentParser, caps: bool) -> None:
     parser.add_argument("profile", metavar="PROFILE", help="seccomp profile (JSON)")
     if caps:
         parser.add_argument(
-            "--cap-add", action="append", default=[], metavar="CAP",
+            "--cap-add",
+            action="append",
+            default=[],
+            metavar="CAP",
             help="add to Docker's default capability set (ALL for every one)",
         )
         parser.add_argument(
-            "--cap-drop", action="append", default=[], metavar="CAP",
+            "--cap-drop",
+            action="append",
+            default=[],
+            metavar="CAP",
             help="remove from the capability set (ALL for every one)",
         )
     parser.add_argument("--arch", help="architecture (default: this machine's)")
-    parser.add_argument("--kernel", metavar="X.Y", help="kernel version (default: running)")
+    parser.add_argument(
+        "--kernel", metavar="X.Y", help="kernel version (default: running)"
+    )
 
 
 def run_check(args) -> int:
     profile, caps, arch, kernel = _inputs(args)
     reports = [check_job(profile, job, caps, arch, kernel) for job in JOBS]
-    checked = {r.job for r in reports if r.job == args.job or (not args.job and not r.missing_caps)}
+    checked = {
+        r.job
+        for r in reports
+        if r.job == args.job or (not args.job and not r.missing_caps)
+    }
     ok = all(report.ok for report in reports if report.job in checked)
     if args.json:
         _print_json(profile, caps, arch, kernel, reports, checked, ok)
@@ -95,9 +112,14 @@ def run_patch(args) -> int:
     _write_new(args.output, _dumps(patched, profile.text or ""))
     needed = " + ".join(sorted(JOB_CAPS[args.job]))
     if needed:
-        print(f"{args.job} needs {needed}: run the container with --cap-add {needed[4:]}")
+        print(
+            f"{args.job} needs {needed}: run the container with --cap-add {needed[4:]}"
+        )
     if not changes:
-        print(f"no change needed: the profile already allows {args.job} with {needed or 'no capability'}")
+        with_caps = needed or "no capability"
+        print(
+            f"no change needed: the profile already allows {args.job} with {with_caps}"
+        )
     for change in changes:
         print(f"changed: {change}")
     print(f"wrote {args.output}")
@@ -123,7 +145,9 @@ def _inputs(args, caps: bool = True) -> tuple[Profile, frozenset[str], str, tupl
     """The checked profile and the context from the command line; bad
     values are usage errors (exit code 2)."""
     try:
-        cap_set = capability_set(args.cap_add, args.cap_drop) if caps else DOCKER_DEFAULT_CAPS
+        cap_set = (
+            capability_set(args.cap_add, args.cap_drop) if caps else DOCKER_DEFAULT_CAPS
+        )
         arch = native_arch(args.arch)
         kernel = parse_kernel(args.kernel) if args.kernel else machine_kernel()
     except ValueError as exc:
@@ -201,7 +225,8 @@ def _print_report(report: JobReport, source: str, checked: bool) -> None:
         print(f"  {shown.syscall:<20} {shown.describe()}{optional}")
     if report.blocked:
         names = ", ".join(need.names[0] for need in report.blocked)
-        print(f"  fix: fanwatch seccomp patch {source} --for {report.job} -o NEW.json ({names})")
+        command = f"fanwatch seccomp patch {source} --for {report.job} -o NEW.json"
+        print(f"  fix: {command} ({names})")
 
 
 def _print_json(profile, caps, arch, kernel, reports, checked, ok) -> None:
@@ -218,6 +243,8 @@ def _print_json(profile, caps, arch, kernel, reports, checked, ok) -> None:
             "errno_name": errno_name(default.errno) or None,
         },
         "ok": ok,
-        "jobs": [dict(report.to_dict(), checked=report.job in checked) for report in reports],
+        "jobs": [
+            dict(report.to_dict(), checked=report.job in checked) for report in reports
+        ],
     }
     print(json.dumps(document, indent=2))

@@ -60,7 +60,11 @@ _WATCH = (
     ("readlinkat readlink", "resolve paths of /proc/self/fd entries"),
     ("ppoll poll pselect6 epoll_pwait epoll_wait", "wait for events with a timeout"),
     ("write writev", "print events"),
-    ("pidfd_open", "pin the process that caused an event (pid is 0 unprivileged)", False),
+    (
+        "pidfd_open",
+        "pin the process that caused an event (pid is 0 unprivileged)",
+        False,
+    ),
     ("open_by_handle_at", "resolve file handles of files not in the table", False),
 )
 

@@ -65,7 +65,9 @@ def probe_cap_sets(profile: Profile, base: Iterable[str] = ()) -> list[frozenset
     """Capability sets that exercise every capability gate in *profile*:
     *base*, Docker's default set, all capabilities, and each of them with
     every capability the profile names added or taken away."""
-    named = {cap for rule in profile.rules for cap in rule.includes.caps + rule.excludes.caps}
+    named = {
+        cap for rule in profile.rules for cap in rule.includes.caps + rule.excludes.caps
+    }
     starts = [frozenset(base), DOCKER_DEFAULT_CAPS, frozenset(CAPABILITIES)]
     sets = set(starts)
     for start in starts:
@@ -76,7 +78,11 @@ def probe_cap_sets(profile: Profile, base: Iterable[str] = ()) -> list[frozenset
 
 
 def verdict_table(
-    profile: Profile, cap_sets: Iterable[frozenset[str]], names: Iterable[str], arch, kernel
+    profile: Profile,
+    cap_sets: Iterable[frozenset[str]],
+    names: Iterable[str],
+    arch,
+    kernel,
 ) -> dict[tuple[frozenset[str], str], tuple]:
     """``(caps, syscall) -> Verdict.key`` for every pair: what the filter
     does, to compare two versions of a profile."""
@@ -89,14 +95,22 @@ def verdict_table(
     return table
 
 
-def _allow(data: dict, name: str, caps: frozenset[str], context: Context) -> list[Change]:
+def _allow(
+    data: dict, name: str, caps: frozenset[str], context: Context
+) -> list[Change]:
     profile = _checked(data)
     target = _target_rule(profile, caps)
     changes = _remove_blockers(data, profile, name, context, target)
     if target is None:
         data.setdefault("syscalls", []).append(_new_rule(name, caps))
         index = len(data["syscalls"]) - 1
-        changes.append(Change(index, name, f"syscalls[{index}]: new rule allowing {name}{_gate_words(caps)}"))
+        changes.append(
+            Change(
+                index,
+                name,
+                f"syscalls[{index}]: new rule allowing {name}{_gate_words(caps)}",
+            )
+        )
     else:
         _insert_name(data["syscalls"][target.index]["names"], name)
         changes.append(Change(target.index, name, f"{target.label()}: added {name}"))
@@ -107,8 +121,18 @@ def _allow(data: dict, name: str, caps: frozenset[str], context: Context) -> lis
 def _target_rule(profile: Profile, caps: frozenset[str]) -> Rule | None:
     """The first plain allow rule gated by exactly *caps* (none: ungated)."""
     for rule in profile.rules:
-        plain = not (rule.args or rule.excludes or rule.includes.arches or rule.includes.min_kernel)
-        if rule.action == _ALLOW and plain and not rule.single_name and set(rule.includes.caps) == caps:
+        plain = not (
+            rule.args
+            or rule.excludes
+            or rule.includes.arches
+            or rule.includes.min_kernel
+        )
+        if (
+            rule.action == _ALLOW
+            and plain
+            and not rule.single_name
+            and set(rule.includes.caps) == caps
+        ):
             return rule
 
     return None
@@ -123,7 +147,11 @@ def _remove_blockers(data, profile, name, context, target) -> list[Change]:
         blocks = rule.action not in (_ALLOW, "SCMP_ACT_LOG") and not rule.args
         if rule.index < limit and blocks and name in rule.names:
             _remove_name(data["syscalls"][rule.index], name)
-            changes.append(Change(rule.index, name, f"{rule.label()}: removed {name} ({rule.action})"))
+            changes.append(
+                Change(
+                    rule.index, name, f"{rule.label()}: removed {name} ({rule.action})"
+                )
+            )
 
     return changes
 
@@ -136,13 +164,24 @@ def _remove_redundant(data: dict, name: str, caps: frozenset[str]) -> list[Chang
     cap_sets = probe_cap_sets(profile, caps)
     changes = []
     for rule in profile.rules:
-        if rule.action != _ALLOW or rule.args or name not in rule.names or not rule.includes:
+        if (
+            rule.action != _ALLOW
+            or rule.args
+            or name not in rule.names
+            or not rule.includes
+        ):
             continue
         trial = copy.deepcopy(data)
         _remove_name(trial["syscalls"][rule.index], name)
         if _same(profile, _checked(trial), cap_sets, [name]):
             _remove_name(data["syscalls"][rule.index], name)
-            changes.append(Change(rule.index, name, f"{rule.label()}: removed {name}, now allowed above"))
+            changes.append(
+                Change(
+                    rule.index,
+                    name,
+                    f"{rule.label()}: removed {name}, now allowed above",
+                )
+            )
 
     return changes
 
@@ -165,7 +204,10 @@ def _drop_empty_rules(data: dict, before: dict) -> list[Change]:
     for index in reversed(emptied):
         del rules[index]
 
-    return [Change(index, "", f"syscalls[{index}]: deleted, no names left") for index in emptied]
+    return [
+        Change(index, "", f"syscalls[{index}]: deleted, no names left")
+        for index in emptied
+    ]
 
 
 def _checked(data: dict) -> Profile:
@@ -186,10 +228,13 @@ def _remove_name(rule: dict, name: str) -> None:
 def _insert_name(names: list[str], name: str) -> None:
     """Insert *name* where it sorts, as moby orders names (underscores
     ignored), or at the end of a list kept in no order."""
+
     def key(text):
         return text.replace("_", "")
 
-    position = next((i for i, other in enumerate(names) if key(other) > key(name)), len(names))
+    position = next(
+        (i for i, other in enumerate(names) if key(other) > key(name)), len(names)
+    )
     names.insert(position, name)
 
 

@@ -210,7 +210,9 @@ class Profile:
         """What happens to a syscall no rule names."""
         return decide(self, "", [], (), None)
 
-    def split_rules(self, context: Context) -> tuple[list[Rule], list[tuple[Rule, str]]]:
+    def split_rules(
+        self, context: Context
+    ) -> tuple[list[Rule], list[tuple[Rule, str]]]:
         """The rules moby keeps for *context*, and the ones it drops with why."""
         active, inactive = [], []
         for rule in self.rules:
@@ -271,7 +273,11 @@ class Profile:
             entry["errnoRet"] = rule.errno_ret
         if rule.args:
             entry["args"] = [
-                {key: arg[key] for key in ("index", "value", "valueTwo", "op") if key in arg}
+                {
+                    key: arg[key]
+                    for key in ("index", "value", "valueTwo", "op")
+                    if key in arg
+                }
                 for arg in written["args"]
             ]
 
@@ -330,7 +336,9 @@ class _Checker:
         line = jsonpos.line_of(self.text, path) if self.text else None
         location = f"{self.source}:{line}" if line else self.source
 
-        return ProfileError(f"{jsonpos.format_path(path)}: {message}", location=location)
+        return ProfileError(
+            f"{jsonpos.format_path(path)}: {message}", location=location
+        )
 
     def profile(self, data: Any) -> Profile:
         self.expect(data, dict, (), "an object")
@@ -339,7 +347,9 @@ class _Checker:
         action = self.action(data["defaultAction"], ("defaultAction",))
         errno_ret = self.errno_ret(data, action, (), "defaultErrnoRet")
         if data.get("architectures") and data.get("archMap"):
-            raise self.fail(("archMap",), "use either architectures or archMap, not both")
+            raise self.fail(
+                ("archMap",), "use either architectures or archMap, not both"
+            )
         self.flags(data.get("flags"))
 
         return Profile(
@@ -413,8 +423,12 @@ class _Checker:
             main = entry.get("architecture")
             self.expect(main, str, path + ("architecture",), "a string")
             if main not in SCMP_ARCHES:
-                raise self.fail(path + ("architecture",), f"unknown architecture {main!r}")
-            subs = self.arch_list(entry.get("subArchitectures"), path + ("subArchitectures",))
+                raise self.fail(
+                    path + ("architecture",), f"unknown architecture {main!r}"
+                )
+            subs = self.arch_list(
+                entry.get("subArchitectures"), path + ("subArchitectures",)
+            )
             mapping.setdefault(main, subs)
 
         return mapping
@@ -474,7 +488,9 @@ class _Checker:
         return Condition(
             index=self.number(arg.get("index"), path + ("index",), 5),
             value=self.number(arg.get("value", 0), path + ("value",), _U64_MAX),
-            value_two=self.number(arg.get("valueTwo", 0), path + ("valueTwo",), _U64_MAX),
+            value_two=self.number(
+                arg.get("valueTwo", 0), path + ("valueTwo",), _U64_MAX
+            ),
             op=op,
         )
 
@@ -489,7 +505,9 @@ class _Checker:
         arches = self.strings(value.get("arches"), path + ("arches",))
         for position, arch in enumerate(arches):
             if arch not in NATIVE_TO_SCMP:
-                raise self.fail(path + ("arches", position), f"unknown architecture {arch!r}")
+                raise self.fail(
+                    path + ("arches", position), f"unknown architecture {arch!r}"
+                )
 
         return Gate(caps, arches, self.min_kernel(value.get("minKernel"), path))
 

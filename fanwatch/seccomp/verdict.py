@@ -100,7 +100,11 @@ class Verdict:
         """What the filter does, without which rule says so: equal keys
         mean the same behaviour for every argument value."""
         branches = tuple(
-            (filter_action(b.rule.action, b.rule.errno_ret), b.conditions, b.rule.args_any_of)
+            (
+                filter_action(b.rule.action, b.rule.errno_ret),
+                b.conditions,
+                b.rule.args_any_of,
+            )
             for b in self.branches
         )
         fallback = self.otherwise.key if self.otherwise else None
@@ -117,13 +121,19 @@ class Verdict:
     def describe(self) -> str:
         """One line: what happens, and which rule says so."""
         if self.conditional:
-            ways = "; ".join(f"{b.describe()} by {b.rule.label()}" for b in self.branches)
+            ways = "; ".join(
+                f"{b.describe()} by {b.rule.label()}" for b in self.branches
+            )
             rest = self.otherwise.describe() if self.otherwise else ""
             return f"{self.summary()} only if {ways}; otherwise {rest}"
         where = self.rule.label() if self.rule else "defaultAction"
         text = f"{self.summary()} by {where}"
         if self.inactive and not self.allowed:
-            text += " (" + "; ".join(f"{rule.label()} {why}" for rule, why in self.inactive) + ")"
+            text += (
+                " ("
+                + "; ".join(f"{rule.label()} {why}" for rule, why in self.inactive)
+                + ")"
+            )
 
         return text
 
@@ -172,9 +182,12 @@ def decide(
     naming = [
         rule
         for rule in active
-        if syscall in rule.names and filter_action(rule.action, rule.errno_ret) != default
+        if syscall in rule.names
+        and filter_action(rule.action, rule.errno_ret) != default
     ]
-    fallback = _verdict(syscall, profile.default_action, profile.default_errno, None, inactive)
+    fallback = _verdict(
+        syscall, profile.default_action, profile.default_errno, None, inactive
+    )
     outright = [rule for rule in naming if not rule.conditional]
     if outright:
         return _from_rule(syscall, outright[0], inactive)
@@ -202,7 +215,9 @@ def _from_rule(syscall: str, rule: Rule, inactive) -> Verdict:
 
 
 def _verdict(syscall, action, errno_ret, rule, inactive) -> Verdict:
-    return Verdict(syscall, action, _seen_errno(action, errno_ret), rule, inactive=inactive)
+    return Verdict(
+        syscall, action, _seen_errno(action, errno_ret), rule, inactive=inactive
+    )
 
 
 def _seen_errno(action: str, errno_ret: int | None) -> int | None:

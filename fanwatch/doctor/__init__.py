@@ -101,7 +101,9 @@ def replay(tree: str, job: str = "watch") -> dict:
         with open(os.path.join(tree, RECORDING), encoding="utf-8") as file:
             recording = json.load(file)
     except (OSError, ValueError) as exc:
-        raise FanwatchError(f"doctor: {tree}: cannot read {RECORDING}: {exc}") from None
+        error = FanwatchError(f"doctor: {tree}: cannot read {RECORDING}: {exc}")
+        error.exit_code = 2  # a bad recording is bad input, like a bad PATH
+        raise error from None
     path = recording.get("path") or "/tmp"
     facts = collect(Host.from_tree(tree), path)
 

@@ -66,7 +66,7 @@ def _fact_lines(report: dict) -> list[str]:
         ("seccomp", f"mode {seccomp['mode']}, {seccomp['filters']} filter(s)"),
         ("user namespace", "initial" if userns["initial"] else f"not initial ({' | '.join(userns['uid_map'] or [])})"),
         ("path", f"{path['resolved']} on {path['fs_type']} (mount {path['mount_point']})"),
-        ("limits", f"groups {limits['groups_used']}/{limits['max_user_groups']}, marks {limits['marks_used']}/{limits['max_user_marks']}, queue {limits['max_queued_events']}, nofile {limits['nofile']['soft']}"),
+        ("limits", f"groups {limits['groups_used']}/{limits['max_user_groups']}, marks {limits['marks_used']}/{limits['max_user_marks']}, queue {limits['max_queued_events']}, nofile {limits['nofile']['soft'] or 'unknown'}"),
         ("listeners", f"{len(facts['listeners'])} other fanotify group(s)" + ("" if facts["listeners_complete"] else " (some processes not visible)")),
     ]
     width = max(len(name) for name, _ in rows)

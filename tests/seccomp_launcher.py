@@ -92,16 +92,25 @@ def install(syscall_names: list[str], action: str) -> None:
     if machine not in ARCHES:
         raise OSError(errno.ENOTSUP, f"no syscall table for {machine}")
     arch, table = ARCHES[machine]
-    program = build_program(arch, [table[name] for name in syscall_names], action_value(action))
+    program = build_program(
+        arch, [table[name] for name in syscall_names], action_value(action)
+    )
 
     buffer = ctypes.create_string_buffer(program)
+
     # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
     fprog = SockFprog(len(program) // SOCK_FILTER.size, ctypes.addressof(buffer))
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+    libc.prctl.argtypes = [
+        ctypes.c_int,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+        ctypes.c_ulong,
+        ctypes.c_ulong,
+    ]
     for args in (
         (PR_SET_NO_NEW_PRIVS, 1, None, 0, 0),
         (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0),
@@ -112,7 +121,9 @@ def install(syscall_names: list[str], action: str) -> None:
 
 
 def under_seccomp(
-    argv: list[str], action: str = "errno:EPERM", syscalls: tuple[str, ...] = ("fanotify_init",)
+    argv: list[str],
+    action: str = "errno:EPERM",
+    syscalls: tuple[str, ...] = ("fanotify_init",),
 ) -> list[str]:
     """Prefix *argv* so that it runs under a filter refusing *syscalls*."""
     prefix = [sys.executable, HERE, "--action", action]

@@ -7,7 +7,13 @@ import signal
 import time
 
 from fanwatch.doctor.child import run_in_child
-from fanwatch.doctor.facts import Host, collect, mount_for, parse_fanotify_fdinfo, parse_mountinfo
+from fanwatch.doctor.facts import (
+    Host,
+    collect,
+    mount_for,
+    parse_fanotify_fdinfo,
+    parse_mountinfo,
+)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "proc")
 
@@ -49,7 +55,12 @@ def test_kubernetes_wins_over_the_runtime_beneath():
 def test_host_root_is_no_container_with_kernel_config():
     facts = facts_of("host-root", "/srv")
 
-    assert facts["runtime"] == {"name": "none", "evidence": [], "podman_version": None, "rootless": None}
+    assert facts["runtime"] == {
+        "name": "none",
+        "evidence": [],
+        "podman_version": None,
+        "rootless": None,
+    }
     assert facts["user_namespace"]["initial"] is True
     assert facts["kernel_config"] == {
         "source": "/boot/config-6.8.0-45-generic",
@@ -91,7 +102,10 @@ def test_fdinfo_flags_and_marks():
         "class": "unknown",
         "marks": {"inode": 1, "mount": 1, "filesystem": 1},
     }
-    assert parse_fanotify_fdinfo("fanotify flags:8 event-flags:0\n")["class"] == "pre-content"
+    assert (
+        parse_fanotify_fdinfo("fanotify flags:8 event-flags:0\n")["class"]
+        == "pre-content"
+    )
 
 
 def test_mount_for_takes_the_longest_and_last_mount_point():

@@ -32,8 +32,20 @@ def finding(report: dict, finding_id: str) -> dict:
 
 # scenario, job -> the verdict sentence, the job map, the findings that must be there.
 CASES = [
-    ("host-root", "guard", "everything works: full privilege", (True, True, True), set()),
-    ("docker-privileged", "watch", "everything works: full privilege", (True, True, True), set()),
+    (
+        "host-root",
+        "guard",
+        "everything works: full privilege",
+        (True, True, True),
+        set(),
+    ),
+    (
+        "docker-privileged",
+        "watch",
+        "everything works: full privilege",
+        (True, True, True),
+        set(),
+    ),
     (
         "docker-default",
         "watch",
@@ -126,7 +138,13 @@ CASES = [
         "watch",
         "fanwatch watch works here in unprivileged mode: directory marks, no process ids",
         (True, False, False),
-        {"group-limit-near", "mark-limit-near", "selinux-enforcing", "other-listeners", "nofile-limit-low"},
+        {
+            "group-limit-near",
+            "mark-limit-near",
+            "selinux-enforcing",
+            "other-listeners",
+            "nofile-limit-low",
+        },
     ),
     (
         "path-not-writable",
@@ -165,7 +183,12 @@ def test_every_finding_id_is_documented():
     seen = set()
     for scenario, job, *_ in CASES:
         seen |= ids(replay(tree(scenario), job))
-    seen |= {"selftest-no-event", "selftest-failed", "no-cap-audit-write", "btrfs-subvolume"}
+    seen |= {
+        "selftest-no-event",
+        "selftest-failed",
+        "no-cap-audit-write",
+        "btrfs-subvolume",
+    }
 
     missing = [fid for fid in seen if f"`{fid}`" not in docs]
     assert not missing
@@ -202,7 +225,10 @@ def test_docker_default_guard_fix_adds_sys_admin_with_a_tight_profile():
     docker = finding(report, "seccomp-blocks-fanotify-init")["fixes"][0]
 
     assert "fanwatch seccomp patch --for guard" in docker["snippet"]
-    assert "--cap-add SYS_ADMIN --security-opt seccomp=./fanwatch-seccomp.json" in docker["snippet"]
+    assert (
+        "--cap-add SYS_ADMIN --security-opt seccomp=./fanwatch-seccomp.json"
+        in docker["snippet"]
+    )
     assert "the patched profile keeps those closed" in docker["cost"]
     assert "no-cap-sys-admin" in report["verdict"]["blocked_by"]
 
@@ -212,7 +238,12 @@ def test_kubernetes_fix_is_a_localhost_profile_for_a_non_root_pod():
     fixes = finding(report, "seccomp-blocks-fanotify-init")["fixes"]
     kube = next(f for f in fixes if f["runtime"] == "kubernetes")
 
-    for line in ("type: Localhost", "localhostProfile: fanwatch-seccomp.json", "drop: [ALL]", "runAsNonRoot: true"):
+    for line in (
+        "type: Localhost",
+        "localhostProfile: fanwatch-seccomp.json",
+        "drop: [ALL]",
+        "runAsNonRoot: true",
+    ):
         assert line in kube["snippet"]
     assert "SYS_ADMIN" not in kube["snippet"]
     assert report["facts"]["runtime"]["name"] == "kubernetes"
@@ -225,7 +256,10 @@ def test_old_podman_is_told_to_upgrade_or_use_the_profile():
     assert [f["runtime"] for f in podman] == ["podman"]
     assert "Podman 4.9.4" in podman[0]["summary"]
     assert "5.5" in podman[0]["summary"]
-    assert "podman run --security-opt seccomp=./fanwatch-seccomp.json" in podman[0]["snippet"]
+    assert (
+        "podman run --security-opt seccomp=./fanwatch-seccomp.json"
+        in podman[0]["snippet"]
+    )
 
 
 def test_rootless_podman_user_namespace_evidence():
@@ -245,14 +279,20 @@ def test_no_sys_admin_is_info_for_watch_and_error_for_guard():
     assert (watch["severity"], watch["fixes"]) == ("info", [])
     assert guard["severity"] == "error"
     assert guard["blocks"] == ["watch-mount", "guard"]
-    assert any("AmbientCapabilities=CAP_SYS_ADMIN" in (f["snippet"] or "") for f in guard["fixes"])
+    assert any(
+        "AmbientCapabilities=CAP_SYS_ADMIN" in (f["snippet"] or "")
+        for f in guard["fixes"]
+    )
 
 
 def test_old_kernel_is_blamed_not_seccomp():
     report = replay(tree("old-kernel"), "watch")
 
     assert "seccomp-blocks-fanotify-init" not in ids(report)
-    assert any("older than 5.13" in e for e in finding(report, "kernel-too-old-for-unprivileged")["evidence"])
+    assert any(
+        "older than 5.13" in e
+        for e in finding(report, "kernel-too-old-for-unprivileged")["evidence"]
+    )
 
 
 def test_eperm_with_sys_admin_on_an_old_kernel_is_seccomp():
@@ -267,7 +307,11 @@ def test_eperm_with_sys_admin_on_an_old_kernel_is_seccomp():
 def test_enosys_from_a_filter_is_seccomp_and_without_one_is_no_fanotify():
     report = replay(tree("no-fanotify"), "watch")
     facts = copy.deepcopy(report["facts"])
-    facts["kernel_config"] = {"source": None, "fanotify": None, "access_permissions": None}
+    facts["kernel_config"] = {
+        "source": None,
+        "fanotify": None,
+        "access_permissions": None,
+    }
 
     plain = build_report(facts, report["probes"], report["selftests"], "watch")
     facts["seccomp"]["mode"] = 2
@@ -275,12 +319,17 @@ def test_enosys_from_a_filter_is_seccomp_and_without_one_is_no_fanotify():
 
     assert plain["verdict"]["blocked_by"] == ["fanotify-not-built"]
     assert filtered["verdict"]["blocked_by"] == ["seccomp-blocks-fanotify-init"]
-    assert filtered["verdict"]["summary"] == "fanotify_init is blocked by a seccomp filter on this process"
+    assert (
+        filtered["verdict"]["summary"]
+        == "fanotify_init is blocked by a seccomp filter on this process"
+    )
 
 
 def test_a_missing_event_is_reported_as_selftest_no_event():
     report = replay(tree("host-root"), "watch")
-    selftests = dict(report["selftests"], **{"inode-mark": {"outcome": "no-event", "timeout": 2.0}})
+    selftests = dict(
+        report["selftests"], **{"inode-mark": {"outcome": "no-event", "timeout": 2.0}}
+    )
 
     rebuilt = build_report(report["facts"], report["probes"], selftests, "watch")
     assert rebuilt["verdict"]["ok"] is False
@@ -292,7 +341,10 @@ def test_a_missing_event_is_reported_as_selftest_no_event():
 
 def test_an_unexplained_refusal_is_reported_as_selftest_failed():
     report = replay(tree("host-root"), "guard")
-    selftests = dict(report["selftests"], permission={"outcome": "refused", "step": "fanotify_mark", "errno": "EACCES"})
+    selftests = dict(
+        report["selftests"],
+        permission={"outcome": "refused", "step": "fanotify_mark", "errno": "EACCES"},
+    )
 
     rebuilt = build_report(report["facts"], report["probes"], selftests, "guard")
     assert rebuilt["verdict"]["blocked_by"] == ["selftest-failed"]
@@ -301,7 +353,16 @@ def test_an_unexplained_refusal_is_reported_as_selftest_failed():
 
 def test_btrfs_subvolume_and_audit_write():
     report = replay(tree("host-busy"), "guard")
-    selftests = dict(report["selftests"], **{"mount-mark": {"outcome": "refused", "step": "fanotify_mark", "errno": "EXDEV"}})
+    selftests = dict(
+        report["selftests"],
+        **{
+            "mount-mark": {
+                "outcome": "refused",
+                "step": "fanotify_mark",
+                "errno": "EXDEV",
+            }
+        },
+    )
 
     rebuilt = build_report(report["facts"], report["probes"], selftests, "guard")
     assert {"btrfs-subvolume", "no-cap-audit-write"} <= ids(rebuilt)
@@ -312,7 +373,11 @@ def test_listeners_come_from_fdinfo():
     fapolicyd = next(g for g in listeners if g["comm"] == "fapolicyd")
 
     assert len(listeners) == 4
-    assert (fapolicyd["pid"], fapolicyd["fd"], fapolicyd["class"]) == (812, 7, "content")
+    assert (fapolicyd["pid"], fapolicyd["fd"], fapolicyd["class"]) == (
+        812,
+        7,
+        "content",
+    )
     assert fapolicyd["marks"] == {"inode": 0, "mount": 1, "filesystem": 1}
 
 
@@ -321,8 +386,25 @@ def test_json_report_schema_version_1():
     data = json.loads(json.dumps(report))
 
     assert data["version"] == 1
-    assert set(data) == {"version", "job", "path", "selftest_dir", "verdict", "findings", "facts", "probes", "selftests"}
-    assert set(data["verdict"]) == {"job", "ok", "summary", "mode", "jobs", "blocked_by"}
+    assert set(data) == {
+        "version",
+        "job",
+        "path",
+        "selftest_dir",
+        "verdict",
+        "findings",
+        "facts",
+        "probes",
+        "selftests",
+    }
+    assert set(data["verdict"]) == {
+        "job",
+        "ok",
+        "summary",
+        "mode",
+        "jobs",
+        "blocked_by",
+    }
     for row in data["findings"]:
         assert set(row) == {"id", "severity", "blocks", "message", "evidence", "fixes"}
         for fix in row["fixes"]:
@@ -331,7 +413,10 @@ def test_json_report_schema_version_1():
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "fanwatch", "doctor", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "fanwatch", "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

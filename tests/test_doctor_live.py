@@ -41,7 +41,9 @@ def test_root_everything_works(tmpfs):
 
     assert code == exitcodes.OK
     assert report["verdict"]["summary"] == "everything works: full privilege"
-    assert all(r["outcome"] == "ok" for r in report["selftests"].values()), report["selftests"]
+    assert all(r["outcome"] == "ok" for r in report["selftests"].values()), report[
+        "selftests"
+    ]
     assert report["selftests"]["permission"]["where"] == "private tmpfs"
     assert report["selftests"]["inode-mark"]["pid_reported"] is True
     assert report["probes"]["init-unknown-flag"]["errno"] == "EINVAL"
@@ -52,19 +54,32 @@ def test_root_everything_works(tmpfs):
 
 
 def test_root_text_output_starts_with_the_verdict(tmpfs):
-    result = subprocess.run([*DOCTOR, tmpfs], capture_output=True, text=True, timeout=90)
+    result = subprocess.run(
+        [*DOCTOR, tmpfs], capture_output=True, text=True, timeout=90
+    )
 
     assert result.returncode == exitcodes.OK
     assert result.stdout.splitlines()[0] == "verdict: everything works: full privilege"
     assert "permission       ok" in result.stdout
 
 
-@pytest.mark.parametrize(("job", "code"), [("watch", exitcodes.OK), ("watch-mount", exitcodes.NOT_SUPPORTED), ("guard", exitcodes.NOT_SUPPORTED)])
+@pytest.mark.parametrize(
+    ("job", "code"),
+    [
+        ("watch", exitcodes.OK),
+        ("watch-mount", exitcodes.NOT_SUPPORTED),
+        ("guard", exitcodes.NOT_SUPPORTED),
+    ],
+)
 def test_without_sys_admin(tmpfs, job, code):
     rc, report = doctor(tmpfs, "--for", job, prefix=without_sys_admin)
 
     assert rc == code
-    assert report["verdict"]["jobs"] == {"watch": True, "watch-mount": False, "guard": False}
+    assert report["verdict"]["jobs"] == {
+        "watch": True,
+        "watch-mount": False,
+        "guard": False,
+    }
     assert "no-cap-sys-admin" in ids(report)
     if job == "watch":
         assert report["verdict"]["summary"] == (
@@ -80,7 +95,11 @@ def test_unprivileged_user(tmpfs):
 
     assert rc == exitcodes.OK
     assert report["facts"]["uid"] == 65534
-    assert report["selftests"]["inode-mark"] == {"outcome": "ok", "pid_reported": False, "pidfd": False}
+    assert report["selftests"]["inode-mark"] == {
+        "outcome": "ok",
+        "pid_reported": False,
+        "pidfd": False,
+    }
     assert report["selftests"]["permission"]["where"] == "probe"
     assert report["selftests"]["permission"]["errno"] == "EPERM"
     assert os.listdir(tmpfs) == []
@@ -112,12 +131,18 @@ def test_seccomp_kill_filter(tmpfs):
     rc, report = doctor(tmpfs, prefix=lambda argv: under_seccomp(argv, "kill"))
 
     assert rc == exitcodes.NOT_SUPPORTED
-    assert report["probes"]["init-unknown-flag"] == {"outcome": "killed", "signal": "SIGSYS"}
+    assert report["probes"]["init-unknown-flag"] == {
+        "outcome": "killed",
+        "signal": "SIGSYS",
+    }
     assert report["verdict"]["blocked_by"][0] == "seccomp-kills-fanotify-init"
 
 
 def test_seccomp_on_fanotify_mark_only_fails_the_selftests(tmpfs):
-    rc, report = doctor(tmpfs, prefix=lambda argv: under_seccomp(argv, "errno:EACCES", ("fanotify_mark",)))
+    rc, report = doctor(
+        tmpfs,
+        prefix=lambda argv: under_seccomp(argv, "errno:EACCES", ("fanotify_mark",)),
+    )
 
     assert rc == exitcodes.NOT_SUPPORTED
     assert report["selftests"]["inode-mark"]["errno"] == "EACCES"
@@ -125,7 +150,12 @@ def test_seccomp_on_fanotify_mark_only_fails_the_selftests(tmpfs):
 
 
 def test_bad_path_is_a_usage_error(tmp_path):
-    result = subprocess.run([*DOCTOR, str(tmp_path / "missing")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*DOCTOR, str(tmp_path / "missing")], capture_output=True, text=True, timeout=60
+    )
 
     assert result.returncode == exitcodes.USAGE
-    assert result.stderr.strip() == f"fanwatch: doctor: {tmp_path / 'missing'}: not an existing directory"
+    assert (
+        result.stderr.strip()
+        == f"fanwatch: doctor: {tmp_path / 'missing'}: not an existing directory"
+    )

@@ -27,10 +27,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "if the job chosen with --for can run here, 3 if not."
         ),
     )
-    parser.add_argument("path", nargs="?", metavar="PATH", help="the directory to judge (default: the temporary directory)")
-    parser.add_argument("--for", dest="job", choices=JOBS, default="watch", help="the job to judge (default: watch)")
-    parser.add_argument("--json", action="store_true", help="print the whole report as JSON (schema version 1)")
-    parser.add_argument("--verbose", "-v", action="store_true", help="also list every probe")
+    parser.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="the directory to judge (default: the temporary directory)",
+    )
+    parser.add_argument(
+        "--for",
+        dest="job",
+        choices=JOBS,
+        default="watch",
+        help="the job to judge (default: watch)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the whole report as JSON (schema version 1)",
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="also list every probe"
+    )
     parser.add_argument(
         "--timeout",
         type=_positive,

@@ -62,7 +62,10 @@ def _child_main(func: Callable[[], dict], write_end: int) -> None:
         os.write(write_end, json.dumps(result).encode())
     except BaseException as exc:  # noqa: BLE001 - must never return to the caller
         try:
-            os.write(write_end, json.dumps({"outcome": CRASHED, "detail": repr(exc)}).encode())
+            os.write(
+                write_end,
+                json.dumps({"outcome": CRASHED, "detail": repr(exc)}).encode(),
+            )
         except BaseException:  # noqa: BLE001
             code = 1
     finally:
@@ -101,6 +104,9 @@ def _judge(pid: int, data: bytes, finished: bool) -> dict:
     try:
         result = json.loads(data)
     except ValueError:
-        return {"outcome": CRASHED, "detail": f"exit status {os.waitstatus_to_exitcode(status)}"}
+        return {
+            "outcome": CRASHED,
+            "detail": f"exit status {os.waitstatus_to_exitcode(status)}",
+        }
 
     return result

@@ -156,7 +156,9 @@ def kernel_config_facts(host: Host, release: str | None) -> dict:
     return values
 
 
-def _read_kernel_config(host: Host, release: str | None) -> tuple[str | None, str | None]:
+def _read_kernel_config(
+    host: Host, release: str | None
+) -> tuple[str | None, str | None]:
     gz_path = os.path.join(host.proc, "config.gz")
     try:
         with gzip.open(gz_path, "rt", encoding="utf-8", errors="replace") as file:
@@ -185,7 +187,10 @@ def process_facts(host: Host) -> dict:
         ("dac_read_search", CAP_DAC_READ_SEARCH),
         ("audit_write", CAP_AUDIT_WRITE),
     ):
-        capabilities[name] = {"effective": has_cap(eff, bit), "bounding": has_cap(bnd, bit)}
+        capabilities[name] = {
+            "effective": has_cap(eff, bit),
+            "bounding": has_cap(bnd, bit),
+        }
 
     seccomp = {
         "mode": _first_int(status.get("Seccomp")),
@@ -468,7 +473,9 @@ def parse_fanotify_fdinfo(text: str) -> dict:
             marks["mount"] += 1
         elif first.startswith("sdev:"):
             marks["filesystem"] += 1
-    group_class = None if flags is None else CLASS_NAMES.get(flags & CLASS_BITS, "unknown")
+    group_class = (
+        None if flags is None else CLASS_NAMES.get(flags & CLASS_BITS, "unknown")
+    )
 
     return {"flags": flags, "class": group_class, "marks": marks}
 

@@ -15,7 +15,11 @@ from .fixes import Fix, seccomp_fixes, sys_admin_fixes, user_namespace_fixes
 JOBS = ("watch", "watch-mount", "guard")
 
 # The self-test whose event proves that a job can run here.
-REQUIRED_SELFTEST = {"watch": "inode-mark", "watch-mount": "mount-mark", "guard": "permission"}
+REQUIRED_SELFTEST = {
+    "watch": "inode-mark",
+    "watch-mount": "mount-mark",
+    "guard": "permission",
+}
 
 ALL_JOBS = JOBS
 PRIVILEGED_JOBS = ("watch-mount", "guard")
@@ -88,7 +92,9 @@ def outcome(result: dict) -> str | None:
 
 
 def refused(result: dict, *errnos: str) -> bool:
-    return outcome(result) == "refused" and (not errnos or result.get("errno") in errnos)
+    return outcome(result) == "refused" and (
+        not errnos or result.get("errno") in errnos
+    )
 
 
 def describe(result: dict) -> str:
@@ -139,7 +145,9 @@ def _gvisor(inputs: Inputs) -> bool:
 
 
 def _probe_evidence(inputs: Inputs) -> str:
-    return f"{UNKNOWN_FLAG_CALL} in a child: {describe(inputs.probe('init-unknown-flag'))}"
+    return (
+        f"{UNKNOWN_FLAG_CALL} in a child: {describe(inputs.probe('init-unknown-flag'))}"
+    )
 
 
 def _seccomp_evidence(inputs: Inputs) -> str:
@@ -155,7 +163,11 @@ def _runtime_evidence(inputs: Inputs) -> list[str]:
 
 def _filter_owner(inputs: Inputs) -> str:
     name = inputs.runtime.get("name")
-    return "a seccomp filter on this process" if name in (None, "none") else "this container's seccomp profile"
+    return (
+        "a seccomp filter on this process"
+        if name in (None, "none")
+        else "this container's seccomp profile"
+    )
 
 
 # -- checks, in the order their findings are blamed for a verdict ------------
@@ -171,8 +183,18 @@ def check_gvisor(inputs: Inputs) -> Finding | None:
         [f"/proc/version: {kernel.get('version')}", _probe_evidence(inputs)],
         blocks=ALL_JOBS,
         fixes=[
-            Fix("docker", "run this container with runc", "docker run --runtime=runc IMAGE", "none beyond leaving the gVisor sandbox"),
-            Fix("kubernetes", "schedule the pod without the gVisor RuntimeClass", "spec:\n  runtimeClassName: null", "none beyond leaving the gVisor sandbox"),
+            Fix(
+                "docker",
+                "run this container with runc",
+                "docker run --runtime=runc IMAGE",
+                "none beyond leaving the gVisor sandbox",
+            ),
+            Fix(
+                "kubernetes",
+                "schedule the pod without the gVisor RuntimeClass",
+                "spec:\n  runtimeClassName: null",
+                "none beyond leaving the gVisor sandbox",
+            ),
         ],
         verdict="fanotify does not exist here: this is a gVisor sandbox",
     )
@@ -191,7 +213,14 @@ def check_fanotify_not_built(inputs: Inputs) -> Finding | None:
         "this kernel has no fanotify (CONFIG_FANOTIFY is not set)",
         evidence,
         blocks=ALL_JOBS,
-        fixes=[Fix("host", "use a kernel built with CONFIG_FANOTIFY=y (every major distribution's is)", None, "a kernel change on the host")],
+        fixes=[
+            Fix(
+                "host",
+                "use a kernel built with CONFIG_FANOTIFY=y (every major distribution's is)",
+                None,
+                "a kernel change on the host",
+            )
+        ],
         verdict="this kernel has no fanotify",
     )
 
@@ -202,7 +231,11 @@ def check_seccomp_kill(inputs: Inputs) -> Finding | None:
     return Finding(
         "seccomp-kills-fanotify-init",
         f"{_filter_owner(inputs)} kills any process that calls fanotify_init",
-        [_probe_evidence(inputs), _seccomp_evidence(inputs), *_runtime_evidence(inputs)],
+        [
+            _probe_evidence(inputs),
+            _seccomp_evidence(inputs),
+            *_runtime_evidence(inputs),
+        ],
         blocks=ALL_JOBS,
         fixes=seccomp_fixes(inputs.runtime, inputs.job),
         verdict=f"fanotify_init is blocked by {_filter_owner(inputs)} (it kills the caller)",
@@ -213,7 +246,10 @@ def check_seccomp(inputs: Inputs) -> Finding | None:
     if init_gate(inputs) != "seccomp":
         return None
     sysctl = (inputs.facts.get("kernel") or {}).get("fanotify_sysctl")
-    evidence = [_probe_evidence(inputs) + " (a 5.13+ kernel answers EINVAL)", _seccomp_evidence(inputs)]
+    evidence = [
+        _probe_evidence(inputs) + " (a 5.13+ kernel answers EINVAL)",
+        _seccomp_evidence(inputs),
+    ]
     if sysctl:
         evidence.append("/proc/sys/fs/fanotify exists: the kernel is 5.13 or later")
     return Finding(
@@ -233,10 +269,18 @@ def check_old_kernel(inputs: Inputs) -> Finding | None:
     return Finding(
         "kernel-too-old-for-unprivileged",
         f"kernel {release} lets only CAP_SYS_ADMIN call fanotify_init (unprivileged groups came in 5.13)",
-        [_probe_evidence(inputs), "/proc/sys/fs/fanotify is missing: the kernel is older than 5.13"],
+        [
+            _probe_evidence(inputs),
+            "/proc/sys/fs/fanotify is missing: the kernel is older than 5.13",
+        ],
         blocks=ALL_JOBS,
         fixes=[
-            Fix("host", "upgrade the kernel to 5.13 or later (5.10.220+ has the backport)", None, "a kernel upgrade on the host"),
+            Fix(
+                "host",
+                "upgrade the kernel to 5.13 or later (5.10.220+ has the backport)",
+                None,
+                "a kernel upgrade on the host",
+            ),
             *sys_admin_fixes(inputs.runtime, inputs.job),
         ],
         verdict=f"this kernel ({release}) is too old for unprivileged fanotify and this process lacks CAP_SYS_ADMIN",
@@ -248,7 +292,9 @@ def check_user_namespace(inputs: Inputs) -> Finding | None:
     if userns.get("initial") is not False:
         return None
     rootless = inputs.runtime.get("rootless")
-    evidence = [f"/proc/self/uid_map: {' | '.join(userns.get('uid_map') or [])} (the initial namespace maps 0 0 4294967295)"]
+    evidence = [
+        f"/proc/self/uid_map: {' | '.join(userns.get('uid_map') or [])} (the initial namespace maps 0 0 4294967295)"
+    ]
     if rootless:
         evidence.append("/run/.containerenv: rootless=1")
     return Finding(
@@ -279,19 +325,26 @@ def check_no_sys_admin(inputs: Inputs) -> Finding | None:
         "ids or file descriptors in events, bounded queue",
         evidence,
         blocks=PRIVILEGED_JOBS,
-        fixes=sys_admin_fixes(inputs.runtime, inputs.job) if inputs.job != "watch" else [],
+        fixes=sys_admin_fixes(inputs.runtime, inputs.job)
+        if inputs.job != "watch"
+        else [],
         verdict="this process lacks CAP_SYS_ADMIN, which mount marks and permission events need",
     )
 
 
 def check_permission_not_built(inputs: Inputs) -> Finding | None:
     config = inputs.facts.get("kernel_config") or {}
-    mark_einval = refused(inputs.selftest("permission"), "EINVAL") and inputs.selftest("permission").get("step") == "fanotify_mark"
+    mark_einval = (
+        refused(inputs.selftest("permission"), "EINVAL")
+        and inputs.selftest("permission").get("step") == "fanotify_mark"
+    )
     if config.get("access_permissions") != "n" and not mark_einval:
         return None
     evidence = []
     if config.get("source"):
-        evidence.append(f"{config['source']}: CONFIG_FANOTIFY_ACCESS_PERMISSIONS={config.get('access_permissions')}")
+        evidence.append(
+            f"{config['source']}: CONFIG_FANOTIFY_ACCESS_PERMISSIONS={config.get('access_permissions')}"
+        )
     if mark_einval:
         evidence.append("FAN_OPEN_PERM mark on a FAN_CLASS_CONTENT group: EINVAL")
     return Finding(
@@ -299,7 +352,14 @@ def check_permission_not_built(inputs: Inputs) -> Finding | None:
         "this kernel was built without CONFIG_FANOTIFY_ACCESS_PERMISSIONS: no permission events (Docker Desktop's kernel is one)",
         evidence,
         blocks=("guard",),
-        fixes=[Fix("host", "run on a kernel with CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y (a Linux host rather than Docker Desktop's VM)", None, "a kernel change on the host")],
+        fixes=[
+            Fix(
+                "host",
+                "run on a kernel with CONFIG_FANOTIFY_ACCESS_PERMISSIONS=y (a Linux host rather than Docker Desktop's VM)",
+                None,
+                "a kernel change on the host",
+            )
+        ],
         verdict="this kernel has no fanotify permission events",
     )
 
@@ -311,21 +371,34 @@ def check_fs_handles(inputs: Inputs) -> Finding | None:
     probe = inputs.probe("name-to-handle")
     inode = inputs.selftest("inode-mark")
     no_handle = refused(probe, *HANDLE_ERRNOS)
-    bad_mark = refused(inode, "EOPNOTSUPP", "ENODEV") and inode.get("step") == "fanotify_mark"
+    bad_mark = (
+        refused(inode, "EOPNOTSUPP", "ENODEV") and inode.get("step") == "fanotify_mark"
+    )
     if not (no_handle or bad_mark):
         return None
     path = inputs.facts.get("path") or {}
-    evidence = [f"{path.get('resolved')} is on {path.get('fs_type')} (mount point {path.get('mount_point')})"]
+    evidence = [
+        f"{path.get('resolved')} is on {path.get('fs_type')} (mount point {path.get('mount_point')})"
+    ]
     if no_handle:
         evidence.append(f"name_to_handle_at: {probe.get('errno')}")
     if bad_mark:
-        evidence.append(f"inode mark of a FID group: {inode.get('errno')} (ENODEV: the filesystem has no fsid)")
+        evidence.append(
+            f"inode mark of a FID group: {inode.get('errno')} (ENODEV: the filesystem has no fsid)"
+        )
     return Finding(
         "fs-no-file-handles",
         f"the filesystem under the path ({path.get('fs_type')}) cannot give file handles, which FID groups report",
         evidence,
         blocks=("watch", "watch-mount"),
-        fixes=[Fix("any", "watch a directory on a filesystem with file handles (ext4, xfs, btrfs, tmpfs; a bind mount or volume rather than FUSE)", None, "none")],
+        fixes=[
+            Fix(
+                "any",
+                "watch a directory on a filesystem with file handles (ext4, xfs, btrfs, tmpfs; a bind mount or volume rather than FUSE)",
+                None,
+                "none",
+            )
+        ],
         verdict=f"the filesystem under the path ({path.get('fs_type')}) cannot report file handles",
     )
 
@@ -333,14 +406,27 @@ def check_fs_handles(inputs: Inputs) -> Finding | None:
 def check_overlay_mount_marks(inputs: Inputs) -> Finding | None:
     path = inputs.facts.get("path") or {}
     tests = [inputs.selftest(n) for n in ("mount-mark", "filesystem-mark")]
-    if path.get("fs_type") != "overlay" or not any(refused(t, "EOPNOTSUPP") for t in tests):
+    if path.get("fs_type") != "overlay" or not any(
+        refused(t, "EOPNOTSUPP") for t in tests
+    ):
         return None
     return Finding(
         "overlayfs-no-fid-mount-marks",
         "the path is on overlayfs (a container's root filesystem): FID mount and filesystem marks are refused there even for root",
-        [f"{path.get('resolved')} is on overlay", f"mount-mark: {describe(tests[0])}", f"filesystem-mark: {describe(tests[1])}"],
+        [
+            f"{path.get('resolved')} is on overlay",
+            f"mount-mark: {describe(tests[0])}",
+            f"filesystem-mark: {describe(tests[1])}",
+        ],
         blocks=("watch-mount",),
-        fixes=[Fix("any", "watch a bind mount or volume instead of the container's root filesystem", "docker run -v /host/dir:/data ... ; fanwatch doctor /data", "none")],
+        fixes=[
+            Fix(
+                "any",
+                "watch a bind mount or volume instead of the container's root filesystem",
+                "docker run -v /host/dir:/data ... ; fanwatch doctor /data",
+                "none",
+            )
+        ],
         verdict="mount marks with file handles are refused on overlayfs",
     )
 
@@ -354,7 +440,14 @@ def check_btrfs_subvolume(inputs: Inputs) -> Finding | None:
         "the path is in a btrfs subvolume: mount and filesystem marks are refused (EXDEV)",
         [f"mount-mark: {describe(tests[0])}", f"filesystem-mark: {describe(tests[1])}"],
         blocks=("watch-mount",),
-        fixes=[Fix("any", "watch the tree with directory marks (fanwatch watch) instead", None, "none")],
+        fixes=[
+            Fix(
+                "any",
+                "watch the tree with directory marks (fanwatch watch) instead",
+                None,
+                "none",
+            )
+        ],
         verdict="mount marks are refused in a btrfs subvolume",
     )
 
@@ -373,10 +466,20 @@ def check_group_limit(inputs: Inputs) -> Finding | None:
         "group-limit-near",
         f"this uid has {used} of its {limit} fanotify groups (max_user_groups; "
         "shared by every process of the host uid, so rootful containers share root's)",
-        [f"/proc/sys/fs/fanotify/max_user_groups: {limit}", f"fanotify groups of uid {inputs.facts.get('uid')} under /proc: {used}"],
+        [
+            f"/proc/sys/fs/fanotify/max_user_groups: {limit}",
+            f"fanotify groups of uid {inputs.facts.get('uid')} under /proc: {used}",
+        ],
         blocks=ALL_JOBS if full else (),
         level="warning",
-        fixes=[Fix("host", "raise the limit on the host", f"sysctl fs.fanotify.max_user_groups={max(limit * 2, 256)}", "a kernel memory allowance per user")],
+        fixes=[
+            Fix(
+                "host",
+                "raise the limit on the host",
+                f"sysctl fs.fanotify.max_user_groups={max(limit * 2, 256)}",
+                "a kernel memory allowance per user",
+            )
+        ],
         verdict="this uid has used all its fanotify groups (EMFILE)",
     )
 
@@ -389,9 +492,19 @@ def check_mark_limit(inputs: Inputs) -> Finding | None:
     return Finding(
         "mark-limit-near",
         f"this uid has {used} of its {limit} fanotify marks (max_user_marks); a mark past it fails with ENOSPC",
-        [f"/proc/sys/fs/fanotify/max_user_marks: {limit}", f"marks in fdinfo of uid {inputs.facts.get('uid')}'s groups: {used}"],
+        [
+            f"/proc/sys/fs/fanotify/max_user_marks: {limit}",
+            f"marks in fdinfo of uid {inputs.facts.get('uid')}'s groups: {used}",
+        ],
         level="warning",
-        fixes=[Fix("host", "raise the limit on the host", f"sysctl fs.fanotify.max_user_marks={limit * 2}", "kernel memory for marks")],
+        fixes=[
+            Fix(
+                "host",
+                "raise the limit on the host",
+                f"sysctl fs.fanotify.max_user_marks={limit * 2}",
+                "kernel memory for marks",
+            )
+        ],
     )
 
 
@@ -405,7 +518,14 @@ def check_selinux(inputs: Inputs) -> Finding | None:
         "watch_sb, watch_with_perm permissions); a denied mark fails with EACCES",
         ["/sys/fs/selinux/enforce: 1"],
         level="warning",
-        fixes=[Fix("host", "if a mark fails with EACCES, allow the watch permissions for this domain from the AVC denials", "ausearch -m avc -ts recent | audit2allow -M fanwatch && semodule -i fanwatch.pp", "a policy module that lets this domain watch those files")],
+        fixes=[
+            Fix(
+                "host",
+                "if a mark fails with EACCES, allow the watch permissions for this domain from the AVC denials",
+                "ausearch -m avc -ts recent | audit2allow -M fanwatch && semodule -i fanwatch.pp",
+                "a policy module that lets this domain watch those files",
+            )
+        ],
     )
 
 
@@ -419,9 +539,19 @@ def check_queue_limit(inputs: Inputs) -> Finding | None:
     return Finding(
         "queue-limit",
         f"no unlimited queue: beyond {limit} queued events the kernel drops events and queues one overflow record; {guard}",
-        [f"unlimited-queue self-test: {describe(test)}", f"/proc/sys/fs/fanotify/max_queued_events: {limit}"],
+        [
+            f"unlimited-queue self-test: {describe(test)}",
+            f"/proc/sys/fs/fanotify/max_queued_events: {limit}",
+        ],
         level="warning" if inputs.job == "guard" else "info",
-        fixes=[Fix("host", "raise the per-group queue on the host (or give CAP_SYS_ADMIN for FAN_UNLIMITED_QUEUE)", f"sysctl fs.fanotify.max_queued_events={(limit or 16384) * 4}", "kernel memory for queued events")],
+        fixes=[
+            Fix(
+                "host",
+                "raise the per-group queue on the host (or give CAP_SYS_ADMIN for FAN_UNLIMITED_QUEUE)",
+                f"sysctl fs.fanotify.max_queued_events={(limit or 16384) * 4}",
+                "kernel memory for queued events",
+            )
+        ],
     )
 
 
@@ -435,7 +565,14 @@ def check_nofile(inputs: Inputs) -> Finding | None:
         f"RLIMIT_NOFILE is {soft}: each fanotify group and each event fd of a privileged group takes one",
         [f"ulimit -n: {soft} (hard {nofile.get('hard')})"],
         level="warning" if inputs.job == "guard" else "info",
-        fixes=[Fix("any", "raise the open-file limit for the process", "ulimit -n 65536   # docker run --ulimit nofile=65536", "none")],
+        fixes=[
+            Fix(
+                "any",
+                "raise the open-file limit for the process",
+                "ulimit -n 65536   # docker run --ulimit nofile=65536",
+                "none",
+            )
+        ],
     )
 
 
@@ -468,7 +605,9 @@ def check_dac_read_search(inputs: Inputs) -> Finding | None:
         "no CAP_DAC_READ_SEARCH: open_by_handle_at is unavailable, so fanwatch "
         "names files from its table of marked directories (files in directories "
         "it did not mark are shown by handle)",
-        [f"CapEff: {(inputs.facts.get('capabilities') or {}).get('effective')} (bit 2 is clear)"],
+        [
+            f"CapEff: {(inputs.facts.get('capabilities') or {}).get('effective')} (bit 2 is clear)"
+        ],
     )
 
 
@@ -478,8 +617,17 @@ def check_audit_write(inputs: Inputs) -> Finding | None:
     return Finding(
         "no-cap-audit-write",
         "no CAP_AUDIT_WRITE: guard cannot ask the kernel to audit its decisions (FAN_ENABLE_AUDIT)",
-        [f"CapEff: {(inputs.facts.get('capabilities') or {}).get('effective')} (bit 29 is clear)"],
-        fixes=[Fix("docker", "only if audit records are wanted", "docker run --cap-add AUDIT_WRITE IMAGE", "lets the process write to the kernel audit log")],
+        [
+            f"CapEff: {(inputs.facts.get('capabilities') or {}).get('effective')} (bit 29 is clear)"
+        ],
+        fixes=[
+            Fix(
+                "docker",
+                "only if audit records are wanted",
+                "docker run --cap-add AUDIT_WRITE IMAGE",
+                "lets the process write to the kernel audit log",
+            )
+        ],
     )
 
 
@@ -532,7 +680,9 @@ def job_status(inputs: Inputs, findings: list[Finding]) -> dict[str, bool]:
     return status
 
 
-def unexplained_failures(inputs: Inputs, findings: list[Finding], status: dict) -> list[Finding]:
+def unexplained_failures(
+    inputs: Inputs, findings: list[Finding], status: dict
+) -> list[Finding]:
     """A finding for each failed job that no other finding explains."""
     extra = []
     for job in JOBS:
@@ -545,10 +695,19 @@ def unexplained_failures(inputs: Inputs, findings: list[Finding], status: dict) 
         extra.append(
             Finding(
                 "selftest-no-event" if silent else "selftest-failed",
-                f"the {name} self-test " + ("was accepted but no event arrived in time" if silent else f"failed: {describe(test)}"),
-                [f"{name}: {describe(test)}", *(f"{k}: {v}" for k, v in test.items() if k not in ("outcome",))],
+                f"the {name} self-test "
+                + (
+                    "was accepted but no event arrived in time"
+                    if silent
+                    else f"failed: {describe(test)}"
+                ),
+                [
+                    f"{name}: {describe(test)}",
+                    *(f"{k}: {v}" for k, v in test.items() if k not in ("outcome",)),
+                ],
                 blocks=jobs,
-                verdict=f"the {name} self-test " + ("received no event" if silent else f"failed ({describe(test)})"),
+                verdict=f"the {name} self-test "
+                + ("received no event" if silent else f"failed ({describe(test)})"),
             )
         )
 
@@ -562,8 +721,16 @@ def _works_summary(inputs: Inputs, status: dict) -> tuple[str, str]:
     if all(status.values()) and outcome(inputs.selftest("pidfd")) == "ok":
         return "everything works: full privilege", "full"
 
-    ok = {name for name in REQUIRED_SELFTEST.values() if outcome(inputs.selftest(name)) == "ok"}
-    ok |= {"filesystem-mark"} if outcome(inputs.selftest("filesystem-mark")) == "ok" else set()
+    ok = {
+        name
+        for name in REQUIRED_SELFTEST.values()
+        if outcome(inputs.selftest(name)) == "ok"
+    }
+    ok |= (
+        {"filesystem-mark"}
+        if outcome(inputs.selftest("filesystem-mark")) == "ok"
+        else set()
+    )
     pids = bool(inputs.selftest("inode-mark").get("pid_reported"))
     features = [
         label
@@ -590,7 +757,11 @@ def make_verdict(inputs: Inputs, findings: list[Finding], status: dict) -> dict:
     else:
         first = blockers[0]
         text = first.verdict or first.message
-        summary = text if set(first.blocks) >= set(JOBS) else f"fanwatch {job} cannot run here: {text}"
+        summary = (
+            text
+            if set(first.blocks) >= set(JOBS)
+            else f"fanwatch {job} cannot run here: {text}"
+        )
         mode = "none" if not any(status.values()) else "limited"
 
     return {

@@ -267,13 +267,48 @@ def user_namespace_fixes(runtime: dict) -> list[Fix]:
     """Leave the user namespace: capabilities inside one do not count."""
     cost = "The container's root becomes the host's root. " + SYS_ADMIN_COST
     fixes = [
-        Fix("docker", "opt out of userns-remap for this container", "docker run --userns=host --cap-add SYS_ADMIN IMAGE", cost),
-        Fix("compose", "the same in a compose file", "services:\n  app:\n    userns_mode: host\n    cap_add: [SYS_ADMIN]", cost),
-        Fix("podman", "run rootful Podman instead of rootless", "sudo podman run --cap-add SYS_ADMIN IMAGE", cost),
-        Fix("kubernetes", "share the host's user namespace (the default)", "spec:\n  hostUsers: true", cost),
-        Fix("lxc", "a privileged container (no lxc.idmap)", "# remove lxc.idmap lines", cost),
-        Fix("systemd-nspawn", "do not use --private-users", "systemd-nspawn --private-users=no ...", cost),
-        Fix("host", "run outside the user namespace (unshare -U, a rootless sandbox)", None, cost),
+        Fix(
+            "docker",
+            "opt out of userns-remap for this container",
+            "docker run --userns=host --cap-add SYS_ADMIN IMAGE",
+            cost,
+        ),
+        Fix(
+            "compose",
+            "the same in a compose file",
+            "services:\n  app:\n    userns_mode: host\n    cap_add: [SYS_ADMIN]",
+            cost,
+        ),
+        Fix(
+            "podman",
+            "run rootful Podman instead of rootless",
+            "sudo podman run --cap-add SYS_ADMIN IMAGE",
+            cost,
+        ),
+        Fix(
+            "kubernetes",
+            "share the host's user namespace (the default)",
+            "spec:\n  hostUsers: true",
+            cost,
+        ),
+        Fix(
+            "lxc",
+            "a privileged container (no lxc.idmap)",
+            "# remove lxc.idmap lines",
+            cost,
+        ),
+        Fix(
+            "systemd-nspawn",
+            "do not use --private-users",
+            "systemd-nspawn --private-users=no ...",
+            cost,
+        ),
+        Fix(
+            "host",
+            "run outside the user namespace (unshare -U, a rootless sandbox)",
+            None,
+            cost,
+        ),
     ]
 
     return _for_runtime(fixes, runtime.get("name"))

@@ -34,7 +34,9 @@ INIT_PROBES = {
     "init-fd": FAN_CLASS_NOTIF,
     "init-content": FAN_CLASS_CONTENT,
     "init-pidfd": FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_REPORT_PIDFD,
-    "init-unlimited-queue": FAN_CLASS_NOTIF | FAN_REPORT_DFID_NAME | FAN_UNLIMITED_QUEUE,
+    "init-unlimited-queue": FAN_CLASS_NOTIF
+    | FAN_REPORT_DFID_NAME
+    | FAN_UNLIMITED_QUEUE,
 }
 
 PROBE_NAMES = (*INIT_PROBES, "name-to-handle")

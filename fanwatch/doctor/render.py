@@ -32,7 +32,9 @@ def to_text(report: dict, *, verbose: bool = False) -> str:
 
 
 def _verdict_lines(verdict: dict) -> list[str]:
-    jobs = "  ".join(f"{job}: {'yes' if verdict['jobs'][job] else 'no'}" for job in JOBS)
+    jobs = "  ".join(
+        f"{job}: {'yes' if verdict['jobs'][job] else 'no'}" for job in JOBS
+    )
     return [f"verdict: {verdict['summary']}", f"  {jobs}"]
 
 
@@ -59,15 +61,40 @@ def _fact_lines(report: dict) -> list[str]:
     limits = facts["limits"]
     sys_admin = facts["capabilities"]["sys_admin"]
     rows = [
-        ("kernel", f"{kernel['release']} (fanotify limits in /proc: {_yes(kernel['fanotify_sysctl'])})"),
-        ("runtime", f"{runtime['name']}" + (f" ({'; '.join(runtime['evidence'])})" if runtime["evidence"] else "")),
+        (
+            "kernel",
+            f"{kernel['release']} (fanotify limits in /proc: {_yes(kernel['fanotify_sysctl'])})",
+        ),
+        (
+            "runtime",
+            f"{runtime['name']}"
+            + (f" ({'; '.join(runtime['evidence'])})" if runtime["evidence"] else ""),
+        ),
         ("uid", str(facts["uid"])),
-        ("CAP_SYS_ADMIN", f"effective {_yes(sys_admin['effective'])}, bounding {_yes(sys_admin['bounding'])}"),
+        (
+            "CAP_SYS_ADMIN",
+            f"effective {_yes(sys_admin['effective'])}, bounding {_yes(sys_admin['bounding'])}",
+        ),
         ("seccomp", f"mode {seccomp['mode']}, {seccomp['filters']} filter(s)"),
-        ("user namespace", "initial" if userns["initial"] else f"not initial ({' | '.join(userns['uid_map'] or [])})"),
-        ("path", f"{path['resolved']} on {path['fs_type']} (mount {path['mount_point']})"),
-        ("limits", f"groups {limits['groups_used']}/{limits['max_user_groups']}, marks {limits['marks_used']}/{limits['max_user_marks']}, queue {limits['max_queued_events']}, nofile {limits['nofile']['soft'] or 'unknown'}"),
-        ("listeners", f"{len(facts['listeners'])} other fanotify group(s)" + ("" if facts["listeners_complete"] else " (some processes not visible)")),
+        (
+            "user namespace",
+            "initial"
+            if userns["initial"]
+            else f"not initial ({' | '.join(userns['uid_map'] or [])})",
+        ),
+        (
+            "path",
+            f"{path['resolved']} on {path['fs_type']} (mount {path['mount_point']})",
+        ),
+        (
+            "limits",
+            f"groups {limits['groups_used']}/{limits['max_user_groups']}, marks {limits['marks_used']}/{limits['max_user_marks']}, queue {limits['max_queued_events']}, nofile {limits['nofile']['soft'] or 'unknown'}",
+        ),
+        (
+            "listeners",
+            f"{len(facts['listeners'])} other fanotify group(s)"
+            + ("" if facts["listeners_complete"] else " (some processes not visible)"),
+        ),
     ]
     width = max(len(name) for name, _ in rows)
 
@@ -79,7 +106,11 @@ def _yes(value: bool | None) -> str:
 
 
 def _selftest_lines(report: dict) -> list[str]:
-    lines = [f"self-tests (in {report['selftest_dir']}):" if report["selftest_dir"] else "self-tests:"]
+    lines = [
+        f"self-tests (in {report['selftest_dir']}):"
+        if report["selftest_dir"]
+        else "self-tests:"
+    ]
     for name in SELFTEST_NAMES:
         result = report["selftests"].get(name)
         lines.append(f"  {name:<16} {describe(result) if result else 'not run'}")

@@ -237,7 +237,12 @@ def inode_mark(workdir: str, timeout: float) -> dict:
 def mount_mark(workdir: str, timeout: float) -> dict:
     """A FID group with a mark on the mount under *workdir* (close-write)."""
     return _notification_test(
-        workdir, FAN_REPORT_FID, FAN_MARK_MOUNT, FAN_CLOSE_WRITE, timeout, by_handle=True
+        workdir,
+        FAN_REPORT_FID,
+        FAN_MARK_MOUNT,
+        FAN_CLOSE_WRITE,
+        timeout,
+        by_handle=True,
     )
 
 
@@ -251,7 +256,11 @@ def filesystem_mark(workdir: str, timeout: float) -> dict:
 def pidfd(workdir: str, timeout: float) -> dict:
     """FAN_REPORT_PIDFD: the event carries a pidfd for the process."""
     result = _notification_test(
-        workdir, FAN_REPORT_DFID_NAME | FAN_REPORT_PIDFD, FAN_MARK_INODE, FAN_CREATE, timeout
+        workdir,
+        FAN_REPORT_DFID_NAME | FAN_REPORT_PIDFD,
+        FAN_MARK_INODE,
+        FAN_CREATE,
+        timeout,
     )
     if result["outcome"] == "ok" and not result["pidfd"]:
         return {"outcome": "no-event", "detail": "the event came without a pidfd"}
@@ -262,7 +271,11 @@ def pidfd(workdir: str, timeout: float) -> dict:
 def unlimited_queue(workdir: str, timeout: float) -> dict:
     """FAN_UNLIMITED_QUEUE: a group whose queue the kernel never truncates."""
     return _notification_test(
-        workdir, FAN_REPORT_DFID_NAME | FAN_UNLIMITED_QUEUE, FAN_MARK_INODE, FAN_CREATE, timeout
+        workdir,
+        FAN_REPORT_DFID_NAME | FAN_UNLIMITED_QUEUE,
+        FAN_MARK_INODE,
+        FAN_CREATE,
+        timeout,
     )
 
 
@@ -296,7 +309,11 @@ def mount_private_tmpfs() -> str:
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None))
     where = tempfile.mkdtemp(prefix=PREFIX + "tmpfs-")
     try:
-        _check(_libc.mount(b"fanwatch-doctor", where.encode(), b"tmpfs", 0, b"size=1m,mode=0700"))
+        _check(
+            _libc.mount(
+                b"fanwatch-doctor", where.encode(), b"tmpfs", 0, b"size=1m,mode=0700"
+            )
+        )
     except OSError:
         os.rmdir(where)
         raise

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -127,7 +128,12 @@ def test_seccomp_filter_is_named_not_the_kernel(tmpfs, action):
     assert not ids(report) & {"kernel-too-old-for-unprivileged", "fanotify-not-built"}
 
 
+def leftovers() -> set[str]:
+    return {n for n in os.listdir(tempfile.gettempdir()) if "fanwatch-doctor" in n}
+
+
 def test_seccomp_kill_filter(tmpfs):
+    before = leftovers()
     rc, report = doctor(tmpfs, prefix=lambda argv: under_seccomp(argv, "kill"))
 
     assert rc == exitcodes.NOT_SUPPORTED
@@ -136,6 +142,9 @@ def test_seccomp_kill_filter(tmpfs):
         "signal": "SIGSYS",
     }
     assert report["verdict"]["blocked_by"][0] == "seccomp-kills-fanotify-init"
+    # The killed permission self-test left no mount point behind.
+    assert leftovers() == before
+    assert private_mounts() == []
 
 
 def test_seccomp_on_fanotify_mark_only_fails_the_selftests(tmpfs):

@@ -303,30 +303,21 @@ def mount_private_tmpfs() -> str:
 
     Raises OSError when this process may not unshare or mount. All mounts
     are made private first, so the tmpfs cannot propagate to the mount
-    namespace the rest of the machine sees.
+    namespace the rest of the machine sees. It covers the temporary
+    directory in this namespace only, so no mount point is left behind on
+    disk even if the self-test is killed.
     """
     _check(_libc.unshare(CLONE_NEWNS))
     _check(_libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None))
-    where = tempfile.mkdtemp(prefix=PREFIX + "tmpfs-")
-    try:
-        _check(
-            _libc.mount(
-                b"fanwatch-doctor", where.encode(), b"tmpfs", 0, b"size=1m,mode=0700"
-            )
-        )
-    except OSError:
-        os.rmdir(where)
-        raise
+    where = tempfile.gettempdir()
+    options = b"size=1m,mode=0700"
+    _check(_libc.mount(b"fanwatch-doctor", where.encode(), b"tmpfs", 0, options))
 
     return where
 
 
 def unmount(where: str) -> None:
     _libc.umount2(where.encode(), MNT_DETACH)
-    try:
-        os.rmdir(where)
-    except OSError:
-        pass
 
 
 def permission(content_probe: dict | None, timeout: float) -> dict:

@@ -1,0 +1,118 @@
+"""``fanwatch doctor``: why fanotify fails here, and the least-privilege fix.
+
+The report is built in three steps, each replaceable for tests: facts read
+from /proc, /sys and / (:mod:`.facts`), probes and self-tests run in child
+processes (:mod:`.probes`, :mod:`.selftests`), and findings computed from
+those as data (:mod:`.findings`). :func:`replay` builds the same report from
+a recorded tree without touching the live system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from ..errors import FanwatchError
+from .facts import Host, collect
+from .findings import JOBS, Inputs, diagnose
+from .probes import run_probes
+from .selftests import DEFAULT_EVENT_TIMEOUT, choose_workdir, run_selftests
+
+SCHEMA_VERSION = 1
+
+# In a recorded tree, the probe and self-test results sit beside proc/.
+RECORDING = "recorded.json"
+
+__all__ = ["JOBS", "SCHEMA_VERSION", "Host", "build_report", "replay", "run_live"]
+
+
+def build_report(
+    facts: dict,
+    probes: dict,
+    selftests: dict,
+    job: str = "watch",
+    *,
+    path: str | None = None,
+    selftest_dir: str | None = None,
+    notes: list[str] | None = None,
+) -> dict:
+    """The whole report (schema version 1) from its parts; does no I/O."""
+    if job not in JOBS:
+        raise ValueError(f"unknown job {job!r}: one of {', '.join(JOBS)}")
+    inputs = Inputs(facts, probes, selftests, job, list(notes or []))
+    verdict, findings = diagnose(inputs)
+
+    return {
+        "version": SCHEMA_VERSION,
+        "job": job,
+        "path": path,
+        "selftest_dir": selftest_dir,
+        "verdict": verdict,
+        "findings": findings,
+        "facts": facts,
+        "probes": probes,
+        "selftests": selftests,
+    }
+
+
+def run_live(
+    path: str | None = None,
+    job: str = "watch",
+    *,
+    event_timeout: float = DEFAULT_EVENT_TIMEOUT,
+    host: Host | None = None,
+) -> dict:
+    """Collect facts, run probes and self-tests on this machine; the report.
+
+    Raises FanwatchError if *path* is not an existing directory.
+    """
+    if path is not None and not os.path.isdir(path):
+        raise FanwatchError(f"doctor: {path}: not an existing directory")
+    host = host or Host()
+    workdir, note = choose_workdir(path)
+    try:
+        target = path if path is not None else tempfile.gettempdir()
+        facts = collect(host, target)
+        probes = run_probes(target)
+        selftests = run_selftests(workdir, probes, event_timeout)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return build_report(
+        facts,
+        probes,
+        selftests,
+        job,
+        path=path,
+        selftest_dir=workdir,
+        notes=[note] if note else [],
+    )
+
+
+def replay(tree: str, job: str = "watch") -> dict:
+    """The report for a recorded tree: ``proc/``, ``sys/``, ``root/`` and
+    ``recorded.json`` (``path``, ``notes``, ``probes``, ``selftests``).
+
+    Raises FanwatchError if the recording is missing or not valid JSON.
+    """
+    try:
+        with open(os.path.join(tree, RECORDING), encoding="utf-8") as file:
+            recording = json.load(file)
+    except (OSError, ValueError) as exc:
+        error = FanwatchError(f"doctor: {tree}: cannot read {RECORDING}: {exc}")
+        error.exit_code = 2  # a bad recording is bad input, like a bad PATH
+        raise error from None
+    path = recording.get("path") or "/tmp"
+    facts = collect(Host.from_tree(tree), path)
+
+    return build_report(
+        facts,
+        recording.get("probes") or {},
+        recording.get("selftests") or {},
+        job,
+        path=path,
+        selftest_dir=recording.get("selftest_dir"),
+        notes=recording.get("notes"),
+    )

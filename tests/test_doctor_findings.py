@@ -201,7 +201,8 @@ def test_docker_default_watch_fix_adds_no_capability():
 
     assert first["runtime"] == "docker"
     assert first["snippet"] == (
-        "fanwatch seccomp patch --for watch > fanwatch-seccomp.json\n"
+        "# default.json: your runtime's default seccomp profile\n"
+        "fanwatch seccomp patch default.json --for watch -o fanwatch-seccomp.json\n"
         "docker run --security-opt seccomp=./fanwatch-seccomp.json IMAGE"
     )
     assert "No capability is added" in first["cost"]
@@ -220,16 +221,13 @@ def test_docker_default_cap_add_is_costed_as_the_new_root():
         assert word in cap_add["cost"]
 
 
-def test_docker_default_guard_fix_adds_sys_admin_with_a_tight_profile():
+def test_docker_default_guard_fix_adds_sys_admin_and_states_the_cost():
     report = replay(tree("docker-default"), "guard")
     docker = finding(report, "seccomp-blocks-fanotify-init")["fixes"][0]
 
-    assert "fanwatch seccomp patch --for guard" in docker["snippet"]
-    assert (
-        "--cap-add SYS_ADMIN --security-opt seccomp=./fanwatch-seccomp.json"
-        in docker["snippet"]
-    )
-    assert "the patched profile keeps those closed" in docker["cost"]
+    # Docker's default profile opens fanotify_init to CAP_SYS_ADMIN itself.
+    assert docker["snippet"] == "docker run --cap-add SYS_ADMIN IMAGE"
+    assert "mount, umount2, unshare, setns, bpf" in docker["cost"]
     assert "no-cap-sys-admin" in report["verdict"]["blocked_by"]
 
 

@@ -2,7 +2,7 @@
 
 A fix is data: which runtime it is for, what to do, the literal flags or
 snippet, and what it costs in privilege. The seccomp profiles named here
-are the ones ``fanwatch seccomp patch --for JOB`` writes.
+are the ones ``fanwatch seccomp patch PROFILE --for watch`` writes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ SYS_ADMIN_COST = (
 DOCKER_GATE_COST = (
     "With Docker's default profile, --cap-add SYS_ADMIN also opens about 25 "
     "syscalls through the seccomp gate (mount, umount2, unshare, setns, bpf, "
-    "clone flags for namespaces, ...); the patched profile keeps those closed."
+    "clone flags for namespaces, ...)."
 )
 PROFILE_ONLY_COST = (
     "No capability is added. Only fanotify_init is allowed; the kernel still "
@@ -46,7 +46,12 @@ class Fix:
 
 
 def patch_command(job: str) -> str:
-    return f"fanwatch seccomp patch --for {job} > {PROFILE}"
+    """The command that writes the profile a fix names, from the runtime's
+    own default profile (for Docker, moby's profiles/seccomp/default.json)."""
+    return (
+        "# default.json: your runtime's default seccomp profile\n"
+        f"fanwatch seccomp patch default.json --for {job} -o {PROFILE}"
+    )
 
 
 def _kubernetes_context(job: str) -> str:
@@ -59,11 +64,11 @@ def _kubernetes_context(job: str) -> str:
         # which Kubernetes does not set: the job must run as uid 0.
         identity = ["  runAsUser: 0", "  allowPrivilegeEscalation: false"]
         caps = ["  capabilities:", "    drop: [ALL]", "    add: [SYS_ADMIN]"]
-    profile = [
-        "  seccompProfile:",
-        "    type: Localhost",
-        f"    localhostProfile: {PROFILE}",
-    ]
+    profile = ["  seccompProfile:"]
+    if job == "watch":
+        profile += ["    type: Localhost", f"    localhostProfile: {PROFILE}"]
+    else:
+        profile += ["    type: RuntimeDefault"]
 
     return "\n".join(["securityContext:", *identity, *caps, *profile])
 
@@ -72,8 +77,11 @@ def _kubernetes_context(job: str) -> str:
 
 
 def seccomp_fixes(runtime: dict, job: str) -> list[Fix]:
-    """Allow fanotify_init (and, for privileged jobs, add CAP_SYS_ADMIN)."""
-    privileged = job != "watch"
+    """Allow fanotify_init; for privileged jobs, add CAP_SYS_ADMIN instead,
+    which the runtimes' default profiles accept as the key to fanotify_init."""
+    if job != "watch":
+        return sys_admin_fixes(runtime, job)
+    privileged = False
     cap = "--cap-add SYS_ADMIN " if privileged else ""
     cost = f"{SYS_ADMIN_COST} {DOCKER_GATE_COST}" if privileged else PROFILE_ONLY_COST
     name = runtime.get("name")
@@ -173,7 +181,7 @@ def _cap_add_alternative() -> Fix:
         "docker",
         "not recommended: --cap-add SYS_ADMIN also passes Docker's seccomp gate",
         "docker run --cap-add SYS_ADMIN IMAGE",
-        f"{SYS_ADMIN_COST} {DOCKER_GATE_COST.replace('; the patched profile keeps those closed', '')}",
+        f"{SYS_ADMIN_COST} {DOCKER_GATE_COST}",
     )
 
 
@@ -217,27 +225,33 @@ def sys_admin_fixes(runtime: dict, job: str) -> list[Fix]:
     fixes = [
         Fix(
             "docker",
-            "add CAP_SYS_ADMIN, with a profile that opens only fanotify_init for it",
-            f"{patch_command(job)}\ndocker run --cap-add SYS_ADMIN --security-opt seccomp=./{PROFILE} IMAGE",
+            "add CAP_SYS_ADMIN; Docker's default profile then allows fanotify_init",
+            "docker run --cap-add SYS_ADMIN IMAGE",
             cost,
         ),
-        Fix("compose", "the same in a compose file", _compose_snippet(True), cost),
+        Fix(
+            "compose",
+            "the same in a compose file",
+            "services:\n  app:\n    cap_add: [SYS_ADMIN]",
+            cost,
+        ),
         Fix(
             "podman",
             "rootful Podman only (rootless containers run in a user namespace)",
-            f"{patch_command(job)}\nsudo podman run --cap-add SYS_ADMIN --security-opt seccomp=./{PROFILE} IMAGE",
+            "sudo podman run --cap-add SYS_ADMIN IMAGE",
             cost,
         ),
         Fix(
             "kubernetes",
-            "add SYS_ADMIN and run as uid 0, with a Localhost seccomp profile",
-            f"{patch_command(job)}\n{_kubernetes_context(job)}",
+            "add SYS_ADMIN and run as uid 0; the runtime's default profile then "
+            "allows fanotify_init",
+            _kubernetes_context(job),
             cost,
         ),
         Fix(
             "containerd",
             "nerdctl takes Docker's flags",
-            f"{patch_command(job)}\nnerdctl run --cap-add SYS_ADMIN --security-opt seccomp=./{PROFILE} IMAGE",
+            "nerdctl run --cap-add SYS_ADMIN IMAGE",
             cost,
         ),
         Fix(

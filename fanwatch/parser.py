@@ -175,10 +175,10 @@ def _parse_fid(buf: bytes, start: int, end: int) -> tuple[FileId, bytes | None] 
         return fid, None
 
     # A name follows the handle, NUL-terminated and padded with NULs.
-    tail = buf[handle_end:end]
+    tail = bytes(buf[handle_end:end])
     nul = tail.find(b"\0")
 
-    return fid, bytes(tail if nul < 0 else tail[:nul])
+    return fid, tail if nul < 0 else tail[:nul]
 
 
 def _parse_info(event: RawEvent, buf: bytes, pos: int, end: int) -> None:
@@ -209,8 +209,12 @@ def _apply_info(event: RawEvent, info_type: int, buf: bytes, body: int, end: int
         if decoded is None:
             return False
         fid, name = decoded
+        # Only the *_NAME records carry a name; bytes after the handle of a
+        # FID or DFID record are padding, not an empty name.
         if info_type == FAN_EVENT_INFO_TYPE_FID:
             event.fid = fid
+        elif info_type == FAN_EVENT_INFO_TYPE_DFID:
+            event.dir_fid = fid
         elif info_type == FAN_EVENT_INFO_TYPE_OLD_DFID_NAME:
             event.old_dir_fid, event.old_name = fid, name
         elif info_type == FAN_EVENT_INFO_TYPE_NEW_DFID_NAME:
@@ -255,9 +259,14 @@ def parse_events(buf: bytes | bytearray | memoryview) -> list[RawEvent]:
 
     A record with a metadata version other than
     :data:`~fanwatch.constants.FANOTIFY_METADATA_VERSION`, or whose lengths
-    do not fit, ends the list with a malformed entry: nothing after it can be
-    located safely.
+    do not fit, ends the list with a malformed entry (mask 0, no fd): nothing
+    after it can be located safely. An info record whose length does not fit
+    its event marks that event ``malformed`` but keeps its mask and fd, and
+    parsing goes on with the next event, which ``event_len`` still locates.
     """
+    if isinstance(buf, memoryview):
+        # Slices of a memoryview lack bytes methods, and len() counts items.
+        buf = buf.tobytes()
     events: list[RawEvent] = []
     total = len(buf)
     pos = 0

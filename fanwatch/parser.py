@@ -40,8 +40,9 @@ PIDFD_BODY = struct.Struct("=i")
 ERROR_BODY = struct.Struct("=iI")
 # struct fanotify_event_info_range after its header: pad, offset, count.
 RANGE_BODY = struct.Struct("=IQQ")
-# struct fanotify_event_info_mnt after its header: mnt_id.
-MNT_BODY = struct.Struct("=Q")
+# struct fanotify_event_info_mnt after its header: the __u64 mnt_id is
+# naturally aligned, so 4 bytes of padding come first (the record is 16).
+MNT_BODY = struct.Struct("=4xQ")
 
 _unpack_metadata = METADATA.unpack_from
 _unpack_header = INFO_HEADER.unpack_from

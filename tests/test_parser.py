@@ -87,7 +87,8 @@ def range_record(offset: int, count: int) -> bytes:
 
 
 def mnt_record(mnt_id: int) -> bytes:
-    return info(FAN_EVENT_INFO_TYPE_MNT, struct.pack("=Q", mnt_id))
+    # The kernel's struct aligns the __u64, leaving 4 bytes after the header.
+    return info(FAN_EVENT_INFO_TYPE_MNT, struct.pack("=IQ", 0, mnt_id))
 
 
 def event(
@@ -217,7 +218,7 @@ def test_known_type_too_short_for_its_body_is_kept_as_unknown():
     short = [
         info(FAN_EVENT_INFO_TYPE_PIDFD, b"\1\0"),
         info(FAN_EVENT_INFO_TYPE_FID, b"\0" * 8),
-        info(FAN_EVENT_INFO_TYPE_MNT, b"\0" * 4),
+        info(FAN_EVENT_INFO_TYPE_MNT, b"\0" * 8),
     ]
     got = only(event(FAN_OPEN, FAN_NOFD, 1, *short))
 
@@ -497,3 +498,12 @@ def test_recorded_fd_mode_group():
     for got in events:
         assert got.fd >= 0 and got.pid == seen["pid"]
         assert got.fid is None and got.pidfd is None and got.malformed is None
+
+
+def test_recorded_mount_namespace_events():
+    events, seen = _fixture("mount")
+
+    assert [(e.mask, e.mnt_id) for e in events] == [
+        (w["mask"], w["mnt_id"]) for w in seen["events"]
+    ]
+    assert all(e.malformed is None and e.unknown is None for e in events)

@@ -161,9 +161,13 @@ class Group:
             self.fileno(), FAN_MARK_REMOVE | kind | flags, mask, dirfd, path
         )
 
-    def mark_fd(self, fd: int, mask: int, *, kind: int = FAN_MARK_INODE, flags: int = 0) -> None:
+    def mark_fd(
+        self, fd: int, mask: int, *, kind: int = FAN_MARK_INODE, flags: int = 0
+    ) -> None:
         """Mark the object an open *fd* refers to (path is ``None``)."""
-        syscalls.fanotify_mark(self.fileno(), FAN_MARK_ADD | kind | flags, mask, fd, None)
+        syscalls.fanotify_mark(
+            self.fileno(), FAN_MARK_ADD | kind | flags, mask, fd, None
+        )
 
     def flush(self, kind: int = FAN_MARK_INODE) -> None:
         """Remove every mark of *kind* from this group."""

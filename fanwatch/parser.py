@@ -203,7 +203,9 @@ def _parse_info(event: RawEvent, buf: bytes, pos: int, end: int) -> None:
         pos = rec_end
 
 
-def _apply_info(event: RawEvent, info_type: int, buf: bytes, body: int, end: int) -> bool:
+def _apply_info(
+    event: RawEvent, info_type: int, buf: bytes, body: int, end: int
+) -> bool:
     """Store one known record on *event*; False if unknown or undecodable."""
     if info_type in _FID_TYPES:
         decoded = _parse_fid(buf, body, end)
@@ -278,10 +280,18 @@ def parse_events(buf: bytes | bytearray | memoryview) -> list[RawEvent]:
 
         event_len, vers, _res, meta_len, mask, fd, pid = _unpack_metadata(buf, pos)
         if vers != FANOTIFY_METADATA_VERSION:
-            events.append(_malformed(f"metadata version {vers}, expected {FANOTIFY_METADATA_VERSION}"))
+            events.append(
+                _malformed(
+                    f"metadata version {vers}, expected {FANOTIFY_METADATA_VERSION}"
+                )
+            )
             break
         if meta_len < _METADATA_SIZE or event_len < meta_len or pos + event_len > total:
-            events.append(_malformed(f"event length {event_len} / metadata length {meta_len} do not fit"))
+            events.append(
+                _malformed(
+                    f"event length {event_len} / metadata length {meta_len} do not fit"
+                )
+            )
             break
 
         event = RawEvent(mask, fd, pid)

@@ -392,13 +392,14 @@ def test_info_record_length_below_header_size(length):
 
 
 def test_info_record_beyond_the_event():
-    record = pidfd_record(5)[:4] + b"\0" * 4
-    bad = info(FAN_EVENT_INFO_TYPE_PIDFD, b"\0" * 4, length=64)
-    got = parse_events(event(FAN_OPEN, 3, 1, record, bad) + event(FAN_MODIFY, 4, 1))
+    bad = info(FAN_EVENT_INFO_TYPE_ERROR, b"\0" * 8, length=64)
+    buf = event(FAN_OPEN, 3, 1, pidfd_record(5), bad) + event(FAN_MODIFY, 4, 1)
+    got = parse_events(buf)
 
     assert "bad length 64" in got[0].malformed
-    assert got[0].pidfd == 0
-    assert got[1].malformed is None
+    # Records before the bad one were decoded; the bad one was not.
+    assert (got[0].pidfd, got[0].error) == (5, None)
+    assert (got[1].mask, got[1].malformed) == (FAN_MODIFY, None)
 
 
 def test_truncated_info_header():

@@ -88,10 +88,10 @@ class Group:
         read_size: int = DEFAULT_READ_SIZE,
     ) -> None:
         self._fd = -1
+        self._poll = select.poll()
         self.flags = flags | FAN_CLOEXEC | FAN_NONBLOCK
         self._fd = syscalls.fanotify_init(self.flags, event_f_flags | os.O_CLOEXEC)
         self.read_size = read_size
-        self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
 
     # -- file-like ownership -------------------------------------------------
@@ -109,6 +109,9 @@ class Group:
         """Close the group. Pending permission events are allowed by the kernel."""
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
+            # A later fd may reuse the number; the poll object must not
+            # watch it on this group's behalf.
+            self._poll.unregister(fd)
             os.close(fd)
 
     def __enter__(self) -> Group:
@@ -158,9 +161,13 @@ class Group:
             self.fileno(), FAN_MARK_REMOVE | kind | flags, mask, dirfd, path
         )
 
-    def mark_fd(self, fd: int, mask: int, *, kind: int = FAN_MARK_INODE, flags: int = 0) -> None:
+    def mark_fd(
+        self, fd: int, mask: int, *, kind: int = FAN_MARK_INODE, flags: int = 0
+    ) -> None:
         """Mark the object an open *fd* refers to (path is ``None``)."""
-        syscalls.fanotify_mark(self.fileno(), FAN_MARK_ADD | kind | flags, mask, fd, None)
+        syscalls.fanotify_mark(
+            self.fileno(), FAN_MARK_ADD | kind | flags, mask, fd, None
+        )
 
     def flush(self, kind: int = FAN_MARK_INODE) -> None:
         """Remove every mark of *kind* from this group."""
@@ -169,7 +176,11 @@ class Group:
     # -- events --------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until events are ready; False if *timeout* seconds passed."""
+        """Wait until events are ready; False if *timeout* seconds passed.
+
+        Raises ValueError if the group is closed.
+        """
+        self.fileno()
         ms = None if timeout is None else max(0, int(timeout * 1000))
         return bool(self._poll.poll(ms))
 

@@ -40,8 +40,9 @@ PIDFD_BODY = struct.Struct("=i")
 ERROR_BODY = struct.Struct("=iI")
 # struct fanotify_event_info_range after its header: pad, offset, count.
 RANGE_BODY = struct.Struct("=IQQ")
-# struct fanotify_event_info_mnt after its header: mnt_id.
-MNT_BODY = struct.Struct("=Q")
+# struct fanotify_event_info_mnt after its header: the __u64 mnt_id is
+# naturally aligned, so 4 bytes of padding come first (the record is 16).
+MNT_BODY = struct.Struct("=4xQ")
 
 _unpack_metadata = METADATA.unpack_from
 _unpack_header = INFO_HEADER.unpack_from
@@ -175,10 +176,10 @@ def _parse_fid(buf: bytes, start: int, end: int) -> tuple[FileId, bytes | None] 
         return fid, None
 
     # A name follows the handle, NUL-terminated and padded with NULs.
-    tail = buf[handle_end:end]
+    tail = bytes(buf[handle_end:end])
     nul = tail.find(b"\0")
 
-    return fid, bytes(tail if nul < 0 else tail[:nul])
+    return fid, tail if nul < 0 else tail[:nul]
 
 
 def _parse_info(event: RawEvent, buf: bytes, pos: int, end: int) -> None:
@@ -202,15 +203,21 @@ def _parse_info(event: RawEvent, buf: bytes, pos: int, end: int) -> None:
         pos = rec_end
 
 
-def _apply_info(event: RawEvent, info_type: int, buf: bytes, body: int, end: int) -> bool:
+def _apply_info(
+    event: RawEvent, info_type: int, buf: bytes, body: int, end: int
+) -> bool:
     """Store one known record on *event*; False if unknown or undecodable."""
     if info_type in _FID_TYPES:
         decoded = _parse_fid(buf, body, end)
         if decoded is None:
             return False
         fid, name = decoded
+        # Only the *_NAME records carry a name; bytes after the handle of a
+        # FID or DFID record are padding, not an empty name.
         if info_type == FAN_EVENT_INFO_TYPE_FID:
             event.fid = fid
+        elif info_type == FAN_EVENT_INFO_TYPE_DFID:
+            event.dir_fid = fid
         elif info_type == FAN_EVENT_INFO_TYPE_OLD_DFID_NAME:
             event.old_dir_fid, event.old_name = fid, name
         elif info_type == FAN_EVENT_INFO_TYPE_NEW_DFID_NAME:
@@ -255,9 +262,14 @@ def parse_events(buf: bytes | bytearray | memoryview) -> list[RawEvent]:
 
     A record with a metadata version other than
     :data:`~fanwatch.constants.FANOTIFY_METADATA_VERSION`, or whose lengths
-    do not fit, ends the list with a malformed entry: nothing after it can be
-    located safely.
+    do not fit, ends the list with a malformed entry (mask 0, no fd): nothing
+    after it can be located safely. An info record whose length does not fit
+    its event marks that event ``malformed`` but keeps its mask and fd, and
+    parsing goes on with the next event, which ``event_len`` still locates.
     """
+    if isinstance(buf, memoryview):
+        # Slices of a memoryview lack bytes methods, and len() counts items.
+        buf = buf.tobytes()
     events: list[RawEvent] = []
     total = len(buf)
     pos = 0
@@ -268,10 +280,18 @@ def parse_events(buf: bytes | bytearray | memoryview) -> list[RawEvent]:
 
         event_len, vers, _res, meta_len, mask, fd, pid = _unpack_metadata(buf, pos)
         if vers != FANOTIFY_METADATA_VERSION:
-            events.append(_malformed(f"metadata version {vers}, expected {FANOTIFY_METADATA_VERSION}"))
+            events.append(
+                _malformed(
+                    f"metadata version {vers}, expected {FANOTIFY_METADATA_VERSION}"
+                )
+            )
             break
         if meta_len < _METADATA_SIZE or event_len < meta_len or pos + event_len > total:
-            events.append(_malformed(f"event length {event_len} / metadata length {meta_len} do not fit"))
+            events.append(
+                _malformed(
+                    f"event length {event_len} / metadata length {meta_len} do not fit"
+                )
+            )
             break
 
         event = RawEvent(mask, fd, pid)

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from ..errors import PolicyError
 
 ACCESS_KINDS = ("open", "exec", "access")
+# A rule without "access" judges opens and execs. "access" (every read)
+# must be asked for: it costs one permission event per read(2).
+DEFAULT_ACCESS = ("open", "exec")
 DECISIONS = ("allow", "deny", "audit")
 
 # The errnos the kernel accepts in a FAN_DENY_ERRNO response (6.14+): the
@@ -54,7 +57,7 @@ class Rule:
     id: str
     line: int
     decision: str = "allow"
-    access: tuple[str, ...] = ACCESS_KINDS
+    access: tuple[str, ...] = DEFAULT_ACCESS
     errno: str | None = None
     path: tuple[str, ...] = ()
     exe: tuple[str, ...] = ()
@@ -93,7 +96,7 @@ class Policy:
         """The access kinds some rule or a non-allow default decides."""
         kinds = {kind for rule in self.rules for kind in rule.access}
         if self.default != "allow":
-            kinds.update(ACCESS_KINDS)
+            kinds.update(DEFAULT_ACCESS)
         return frozenset(kinds)
 
     @property

@@ -18,6 +18,7 @@ import queue
 import select
 import signal
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -301,6 +302,9 @@ class Guard:
     def run(self) -> int:
         """Answer events until SIGTERM/SIGINT; returns the exit code."""
         self._install_signals()
+        # The loop competes with the log writer and the workers for the
+        # GIL; a short switch interval bounds how long it can wait.
+        sys.setswitchinterval(0.0005)
         self.log.start()
         workers = [
             threading.Thread(target=self._work, name=f"fanwatch-worker-{n}", daemon=True)
@@ -342,14 +346,20 @@ class Guard:
             self._finish_reload(self.reload_result.pop())
 
     def _read_events(self) -> None:
-        try:
-            data = os.read(self.group_fd, 256 * 1024)
-        except BlockingIOError:
-            return
+        # Keep reading while events keep coming: an opener that waits for
+        # each answer has usually queued its next event by the time this
+        # one is logged, and a poll() per event would cost a syscall.
         handle = self._handle
-        for event in parse_events(data):
-            handle(event)
-        self.progress = time.monotonic()
+        for _ in range(64):
+            try:
+                data = os.read(self.group_fd, 256 * 1024)
+            except BlockingIOError:
+                return
+            for event in parse_events(data):
+                handle(event)
+            self.progress = time.monotonic()
+            if self.results or self.stop_signal is not None:
+                return
 
     def _handle(self, event) -> None:
         fd = event.fd

@@ -69,7 +69,9 @@ def test_exec_denied_while_reading_is_allowed(tmpfs, tmp_path):
         with pytest.raises(PermissionError):
             subprocess.run([tool], timeout=10)
         assert try_open(tool) == ["OK"]
-        records = guard.wait_for_records(lambda r: any(x["access"] == "exec" for x in r))
+        records = guard.wait_for_records(
+            lambda r: any(x["access"] == "exec" for x in r)
+        )
     assert [r["decision"] for r in records if r["access"] == "exec"] == ["deny"]
 
 
@@ -107,7 +109,9 @@ def test_deadline_sends_the_default_verdict(tmpfs, tmp_path):
     # holds back for 3 s; the 200 ms deadline answers with the default.
     env = {"FANWATCH_GUARD_TEST_DELAY": "3"}
     policy = UID_POLICY.format(root=tmpfs)
-    with RunningGuard(tmp_path, tmpfs, policy=policy, args=["--deadline", "200"], env=env) as guard:
+    with RunningGuard(
+        tmp_path, tmpfs, policy=policy, args=["--deadline", "200"], env=env
+    ) as guard:
         started = time.monotonic()
         assert try_open(target) == ["EPERM"]
         assert time.monotonic() - started < 2.5
@@ -119,7 +123,9 @@ def test_watchdog_releases_pending_accesses_and_exits_5(tmpfs, tmp_path):
     target = make_file(f"{tmpfs}/file")
     policy = deny_rule(f"{tmpfs}/never/**")
     env = {"FANWATCH_GUARD_TEST_STALL": "30"}
-    with RunningGuard(tmp_path, tmpfs, policy=policy, args=["--watchdog", "1"], env=env) as guard:
+    with RunningGuard(
+        tmp_path, tmpfs, policy=policy, args=["--watchdog", "1"], env=env
+    ) as guard:
         started = time.monotonic()
         assert try_open(target, timeout=15) == ["OK"]
         assert time.monotonic() - started < 10
@@ -220,7 +226,10 @@ def test_kernel_cache_is_dropped_when_the_file_is_modified(tmpfs, tmp_path):
 def test_user_cache_for_process_decisions_is_dropped_on_modify(tmpfs, tmp_path):
     target = make_file(f"{tmpfs}/file")
     python = os.path.realpath(sys.executable)
-    policy = f'[[rule]]\nid = "py"\npath = "{tmpfs}/**"\nexe = "{python}"\ndecision = "allow"\n'
+    policy = (
+        f'[[rule]]\nid = "py"\npath = "{tmpfs}/**"\nexe = "{python}"\n'
+        'decision = "allow"\n'
+    )
     script = (
         "import os, sys\n"
         "p = sys.argv[1]\n"
@@ -245,7 +254,8 @@ def test_decisions_by_exe_of_a_child(tmpfs, tmp_path):
     cat = os.path.realpath(shutil.which("cat"))
     policy = (
         'default = "deny"\n'
-        f'[[rule]]\nid = "cat-only"\npath = "{tmpfs}/data/**"\nexe = "{cat}"\ndecision = "allow"\n'
+        f'[[rule]]\nid = "cat-only"\npath = "{tmpfs}/data/**"\nexe = "{cat}"\n'
+        'decision = "allow"\n'
     )
     with RunningGuard(tmp_path, tmpfs, policy=policy) as guard:
         for _ in range(2):
@@ -253,14 +263,19 @@ def test_decisions_by_exe_of_a_child(tmpfs, tmp_path):
             assert done.returncode == 0
         assert try_open(target) == ["EPERM"]
         records = guard.wait_for_records(lambda r: len(r) >= 3)
-    assert [(r["decision"], r["process"]["exe"]) for r in records][:2] == [("allow", cat)] * 2
+    assert [(r["decision"], r["process"]["exe"]) for r in records][:2] == [
+        ("allow", cat)
+    ] * 2
     assert records[2]["decision"] == "deny"
 
 
 def test_decisions_by_uid_of_a_child(tmpfs, tmp_path):
     target = make_file(f"{tmpfs}/data/file")
     os.chmod(target, 0o644)
-    policy = f'[[rule]]\nid = "not-nobody"\npath = "{tmpfs}/data/**"\nuid = 65534\ndecision = "deny"\n'
+    policy = (
+        f'[[rule]]\nid = "not-nobody"\npath = "{tmpfs}/data/**"\n'
+        'uid = 65534\ndecision = "deny"\n'
+    )
     with RunningGuard(tmp_path, tmpfs, policy=policy) as guard:
         assert try_open(target, prefix=as_unprivileged_user([])[:-1]) == ["EPERM"]
         assert try_open(target) == ["OK"]
@@ -312,7 +327,9 @@ def test_decision_log_on_a_full_disk_does_not_stop_answers(tmpfs, tmp_path):
     try:
         paths = [make_file(f"{tmpfs}/f{i}") for i in range(300)]
         log = str(logdir / "decisions.jsonl")
-        with RunningGuard(tmp_path, tmpfs, policy=deny_rule(f"{tmpfs}/x/**"), log=log) as guard:
+        with RunningGuard(
+            tmp_path, tmpfs, policy=deny_rule(f"{tmpfs}/x/**"), log=log
+        ) as guard:
             assert try_open(*paths, timeout=30) == ["OK"] * 300
             assert guard.stop() == 130
             summary = guard.stderr()
@@ -354,7 +371,9 @@ def test_systemd_readiness_and_watchdog_notifications(tmpfs, tmp_path):
 
 def test_a_broken_policy_is_refused_at_start(tmpfs, tmp_path):
     policy = tmp_path / "bad.toml"
-    policy.write_text('default = "allow"\n\n[[rule]]\nid = "a"\ndecision = "deny"\npaht = "/x"\n')
+    policy.write_text(
+        'default = "allow"\n\n[[rule]]\nid = "a"\ndecision = "deny"\npaht = "/x"\n'
+    )
     done = subprocess.run(
         [sys.executable, "-m", "fanwatch", "guard", "--policy", str(policy), tmpfs],
         capture_output=True,
@@ -368,7 +387,10 @@ def test_a_broken_policy_is_refused_at_start(tmpfs, tmp_path):
 
 def test_paths_or_mount_are_required(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "fanwatch", "guard"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "fanwatch", "guard"],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 2
     assert done.stderr == "fanwatch: give either PATH... or --mount DIR\n"

@@ -22,7 +22,14 @@ class RunningGuard:
     """``fanwatch guard`` as a child process; use as a context manager."""
 
     def __init__(
-        self, workdir, guarded, policy=None, args=(), env=None, log=True, policy_path=None
+        self,
+        workdir,
+        guarded,
+        policy=None,
+        args=(),
+        env=None,
+        log=True,
+        policy_path=None,
     ):
         self.workdir = str(workdir)
         self.guarded = guarded
@@ -33,7 +40,14 @@ class RunningGuard:
         self.out_path = os.path.join(self.workdir, "guard.out")
         if policy is not None:
             self.write_policy(policy)
-        argv = [sys.executable, "-m", "fanwatch", "guard", "--ready-file", self.ready_path]
+        argv = [
+            sys.executable,
+            "-m",
+            "fanwatch",
+            "guard",
+            "--ready-file",
+            self.ready_path,
+        ]
         if policy is not None or policy_path:
             argv += ["--policy", self.policy_path]
         if log is True:
@@ -132,7 +146,9 @@ for path in sys.argv[1:]:
 def try_open(*paths: str, prefix=(), timeout: float = 10.0) -> list[str]:
     """Open each path in a child process: "OK" or the errno name, per path."""
     argv = [*prefix, sys.executable, "-c", OPEN_SCRIPT, *paths]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=True
+    )
     return done.stdout.split()
 
 

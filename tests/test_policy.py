@@ -62,13 +62,25 @@ def test_rules_keep_order_lines_and_values():
     [
         ('[[rule]]\nid = "a"\ncolour = "red"\n', "p.toml:3", "unknown key 'colour'"),
         ('defualt = "deny"\n', "p.toml:1", "unknown key 'defualt'"),
-        ('[[rule]]\nid = "a"\ndecision = "maybe"\n', "p.toml:3", "decision must be one of"),
-        ('[[rule]]\nid = "a"\ndecision = "deny"\nerrno = "ENOENT"\n', "p.toml:4", "cannot be returned"),
+        (
+            '[[rule]]\nid = "a"\ndecision = "maybe"\n',
+            "p.toml:3",
+            "decision must be one of",
+        ),
+        (
+            '[[rule]]\nid = "a"\ndecision = "deny"\nerrno = "ENOENT"\n',
+            "p.toml:4",
+            "cannot be returned",
+        ),
         ('[[rule]]\ndecision = "deny"\n', "p.toml:1", "needs an id"),
         ('[[rule]]\nid = "a"\n\n[[rule]]\nid = "a"\n', "p.toml:5", "duplicate id"),
         ('[[rule]]\nid = "a"\nuid = "root"\n', "p.toml:3", "uid must be a number"),
-        ('[[rule]]\nid = "a"\naccess = ["read"]\n', "p.toml:3", "access must be a list"),
-        ('default = \n', "p.toml:1", "Invalid value"),
+        (
+            '[[rule]]\nid = "a"\naccess = ["read"]\n',
+            "p.toml:3",
+            "access must be a list",
+        ),
+        ("default = \n", "p.toml:1", "Invalid value"),
     ],
 )
 def test_errors_name_file_and_line(text, where, message):
@@ -90,12 +102,24 @@ def test_first_match_wins_and_process_rules_are_not_file_only():
     policy = CompiledPolicy(parse_policy(POLICY)[0])
     cat = Subject(pid=1, exe="/usr/bin/cat")
     less = Subject(pid=2, exe="/usr/bin/less")
-    assert policy.evaluate("open", "/srv/secret/k", cat) == ("audit", "cat-may-read", None, False)
-    assert policy.evaluate("open", "/srv/secret/k", less) == ("deny", "no-secrets", "EIO", False)
+    assert policy.evaluate("open", "/srv/secret/k", cat) == (
+        "audit",
+        "cat-may-read",
+        None,
+        False,
+    )
+    assert policy.evaluate("open", "/srv/secret/k", less) == (
+        "deny",
+        "no-secrets",
+        "EIO",
+        False,
+    )
     assert policy.evaluate("exec", "/opt/x.so", None) == ("deny", "no-libs", None, True)
     assert policy.evaluate("open", "/opt/x.so", None) == ("allow", None, None, True)
     # Unknown process details never match a process condition.
-    assert policy.evaluate("open", "/srv/secret/k", Subject(pid=3)).rule_id == "no-secrets"
+    assert (
+        policy.evaluate("open", "/srv/secret/k", Subject(pid=3)).rule_id == "no-secrets"
+    )
 
 
 def test_globs():
@@ -112,7 +136,17 @@ def test_globs():
 
 SEGMENTS = st.sampled_from(["a", "b", "lib", "x.so", "y.txt", ".h"])
 PATTERNS = st.sampled_from(
-    ["/a/**", "/a/b/*", "/a/*.so", "**/*.so", "*.txt", "/b/lib/x.so", "/**", "/a/{b,lib}/**", "/*/b"]
+    [
+        "/a/**",
+        "/a/b/*",
+        "/a/*.so",
+        "**/*.so",
+        "*.txt",
+        "/b/lib/x.so",
+        "/**",
+        "/a/{b,lib}/**",
+        "/*/b",
+    ]
 )
 
 
@@ -129,7 +163,9 @@ def policies(draw):
 
 
 @settings(max_examples=200, deadline=None)
-@given(policies(), st.lists(SEGMENTS, min_size=1, max_size=4), st.sampled_from([0, 1, 5]))
+@given(
+    policies(), st.lists(SEGMENTS, min_size=1, max_size=4), st.sampled_from([0, 1, 5])
+)
 def test_the_index_decides_like_a_plain_walk_of_the_rules(text, segments, uid):
     policy = parse_policy(text)[0]
     compiled = CompiledPolicy(policy)
@@ -137,7 +173,9 @@ def test_the_index_decides_like_a_plain_walk_of_the_rules(text, segments, uid):
     subject = Subject(pid=9, uid=uid)
     expected = policy.default, None
     for rule in policy.rules:
-        path_ok = not rule.path or any(compile_path_glob(p).fullmatch(path) for p in rule.path)
+        path_ok = not rule.path or any(
+            compile_path_glob(p).fullmatch(path) for p in rule.path
+        )
         uid_ok = not rule.uid or uid in rule.uid
         if path_ok and uid_ok:
             expected = rule.decision, rule.id
@@ -149,7 +187,11 @@ def test_the_index_decides_like_a_plain_walk_of_the_rules(text, segments, uid):
 
 
 def test_unreachable_rules_are_reported(tmp_path):
-    text = POLICY + '\n[[rule]]\nid = "shadowed"\npath = "/srv/secret/a/*.txt"\ndecision = "allow"\n'
+    text = (
+        POLICY
+        + '\n[[rule]]\nid = "shadowed"\npath = "/srv/secret/a/*.txt"\n'
+        + 'decision = "allow"\n'
+    )
     policy, findings = check_policy(write(tmp_path, text))
     [finding] = findings
     assert finding.code == "unreachable-rule" and finding.rule_id == "shadowed"
@@ -177,13 +219,18 @@ def test_globs_that_match_nothing_under_the_roots(tmp_path):
 
 
 def test_denying_the_guards_own_libraries_is_flagged(tmp_path):
-    _, findings = check_policy(write(tmp_path, '[[rule]]\nid = "libs"\npath = "*.so"\ndecision = "deny"\n'))
+    _, findings = check_policy(
+        write(tmp_path, '[[rule]]\nid = "libs"\npath = "*.so"\ndecision = "deny"\n')
+    )
     assert [f.code for f in findings] == ["denies-guard-itself"]
 
 
 def fanwatch(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "fanwatch", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "fanwatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -193,7 +240,7 @@ def test_check_command_exit_codes_and_output(tmp_path):
     assert done.returncode == 0
     assert done.stdout == f"{good}: ok: 3 rules, default allow\n"
 
-    bad = write(tmp_path, POLICY + 'bogus = 1\n')
+    bad = write(tmp_path, POLICY + "bogus = 1\n")
     done = fanwatch("policy", "check", bad)
     assert done.returncode == 2
     assert f"{bad}:21: error: rule 'no-libs': unknown key 'bogus'" in done.stdout
@@ -219,7 +266,9 @@ def test_explain_command_walks_the_rules(tmp_path):
     assert lines[3].startswith("decision: deny (EIO) by rule 'no-secrets'")
     assert "never cached in the kernel" in lines[3]
 
-    done = fanwatch("policy", "explain", path, "--path", "/opt/a.so", "--access", "exec")
+    done = fanwatch(
+        "policy", "explain", path, "--path", "/opt/a.so", "--access", "exec"
+    )
     assert "decision: deny by rule 'no-libs'" in done.stdout
     assert "cached in the kernel" in done.stdout
 

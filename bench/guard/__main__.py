@@ -30,18 +30,31 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-TARGETS = {"guard-200-rules": ("c-listener", 1.3), "guard-repeated": ("none-repeated", 1.2)}
+TARGETS = {
+    "guard-200-rules": ("c-listener", 1.3),
+    "guard-repeated": ("none-repeated", 1.2),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.guard", description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=20000, help="files opened per scenario")
-    parser.add_argument("--repeat", type=int, default=5, help="rounds of repeated opens")
-    parser.add_argument("--runs", type=int, default=3, help="runs per scenario (best kept)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.guard", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--n", type=int, default=20000, help="files opened per scenario"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="rounds of repeated opens"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs per scenario (best kept)"
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("bench.guard: needs root (mounts tmpfs, permission events)", file=sys.stderr)
+        print(
+            "bench.guard: needs root (mounts tmpfs, permission events)", file=sys.stderr
+        )
         return 2
 
     with tempfile.TemporaryDirectory(prefix="fanwatch-bench-") as work:
@@ -57,14 +70,20 @@ def build_tools(work: str) -> dict[str, str]:
     for name in ("listener", "opener"):
         out = os.path.join(work, name)
         subprocess.run(
-            ["gcc", "-O2", "-Wall", "-o", out, os.path.join(HERE, f"{name}.c")], check=True
+            ["gcc", "-O2", "-Wall", "-o", out, os.path.join(HERE, f"{name}.c")],
+            check=True,
         )
         tools[name] = out
     return tools
 
 
 def run_all(work: str, tools: dict, args) -> dict:
-    results = {"machine": machine(), "n": args.n, "repeat": args.repeat, "scenarios": {}}
+    results = {
+        "machine": machine(),
+        "n": args.n,
+        "repeat": args.repeat,
+        "scenarios": {},
+    }
     scenarios = results["scenarios"]
     for _ in range(args.runs):
         for name, outcome in run_once(work, tools, args).items():
@@ -113,8 +132,17 @@ def run_once(work: str, tools: dict, args) -> dict:
 
 def guard_argv(policy: str, mnt: str, work: str) -> list[str]:
     return [
-        sys.executable, "-m", "fanwatch", "guard", "--policy", policy,
-        "--log", os.path.join(work, "decisions.jsonl"), "--ready-file", ready_path(work), mnt,
+        sys.executable,
+        "-m",
+        "fanwatch",
+        "guard",
+        "--policy",
+        policy,
+        "--log",
+        os.path.join(work, "decisions.jsonl"),
+        "--ready-file",
+        ready_path(work),
+        mnt,
     ]
 
 
@@ -126,16 +154,18 @@ def two_hundred_rules(mnt: str) -> str:
     """200 rules of the usual shapes, none matching the benchmark's files
     (so that each open walks the index to the default)."""
     kinds = [
-        ('{m}/app{i}/**', None),
-        ('{m}/data/d{i}/*.secret', None),
-        ('**/*.ext{i}', None),
-        ('{m}/etc/conf{i}', None),
-        ('{m}/srv/s{i}/**', '"/usr/bin/prog{i}"'),
+        ("{m}/app{i}/**", None),
+        ("{m}/data/d{i}/*.secret", None),
+        ("**/*.ext{i}", None),
+        ("{m}/etc/conf{i}", None),
+        ("{m}/srv/s{i}/**", '"/usr/bin/prog{i}"'),
     ]
     lines = ['default = "allow"\n']
     for i in range(200):
         pattern, exe = kinds[i % len(kinds)]
-        lines.append(f'[[rule]]\nid = "rule-{i}"\npath = "{pattern.format(m=mnt, i=i)}"\n')
+        lines.append(
+            f'[[rule]]\nid = "rule-{i}"\npath = "{pattern.format(m=mnt, i=i)}"\n'
+        )
         if exe:
             lines.append(f"exe = {exe.format(i=i)}\n")
         lines.append(f'decision = "{"deny" if i % 2 else "audit"}"\n\n')
@@ -177,7 +207,10 @@ class Tmpfs:
 
     def __enter__(self) -> str:
         os.makedirs(self.path, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "fanwatch-bench", self.path], check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=512m", "fanwatch-bench", self.path],
+            check=True,
+        )
         return self.path
 
     def __exit__(self, *exc) -> None:
@@ -195,12 +228,16 @@ class Listener:
         if os.path.exists(self.ready):
             os.unlink(self.ready)
         env = {**os.environ, "PYTHONPATH": REPO}
-        self.proc = subprocess.Popen(self.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            self.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 30
         while not os.path.exists(self.ready):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.__exit__()
-                raise RuntimeError(f"listener did not start: {self.proc.stderr.read().decode()}")
+                raise RuntimeError(
+                    f"listener did not start: {self.proc.stderr.read().decode()}"
+                )
             time.sleep(0.01)
         return self.proc
 
@@ -226,7 +263,8 @@ def machine() -> dict:
         "cpu": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "gcc": shutil.which("gcc") and subprocess.run(
+        "gcc": shutil.which("gcc")
+        and subprocess.run(
             ["gcc", "-dumpfullversion"], capture_output=True, text=True
         ).stdout.strip(),
     }
@@ -237,10 +275,21 @@ def report(results: dict, as_json: bool) -> None:
         print(json.dumps(results, indent=2))
         return
     m = results["machine"]
-    print(f"machine: {m['nproc']} CPUs, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}")
+    print(
+        f"machine: {m['nproc']} CPUs, {m['cpu']}, "
+        f"Linux {m['kernel']}, Python {m['python']}"
+    )
     print(f"files per scenario: {results['n']}, repeated rounds: {results['repeat']}")
-    print(f"{'scenario':<18}{'mean µs':>10}{'p50 µs':>10}{'p99 µs':>10}{'failed':>8}")
-    for name in ("none", "c-listener", "guard-allow", "guard-200-rules", "none-repeated", "guard-repeated"):
+    header = ("mean µs", "p50 µs", "p99 µs")
+    print(f"{'scenario':<18}" + "".join(f"{h:>10}" for h in header) + f"{'failed':>8}")
+    for name in (
+        "none",
+        "c-listener",
+        "guard-allow",
+        "guard-200-rules",
+        "none-repeated",
+        "guard-repeated",
+    ):
         s = results["scenarios"][name]
         print(
             f"{name:<18}{s['mean_ns'] / 1000:>10.2f}{s['p50_ns'] / 1000:>10.2f}"

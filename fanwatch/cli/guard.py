@@ -28,37 +28,59 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="files or directories to guard")
-    parser.add_argument("--mount", metavar="DIR", help="guard the whole mount that holds DIR")
-    parser.add_argument("--policy", metavar="FILE", help="TOML policy (see docs/GUARD.md)")
     parser.add_argument(
-        "--permissive", action="store_true", help="record what would be denied, allow everything"
+        "paths", nargs="*", metavar="PATH", help="files or directories to guard"
+    )
+    parser.add_argument(
+        "--mount", metavar="DIR", help="guard the whole mount that holds DIR"
+    )
+    parser.add_argument(
+        "--policy", metavar="FILE", help="TOML policy (see docs/GUARD.md)"
+    )
+    parser.add_argument(
+        "--permissive",
+        action="store_true",
+        help="record what would be denied, allow everything",
     )
     parser.add_argument(
         "--deadline",
         type=_positive_ms,
         default=DEFAULT_DEADLINE * 1000,
         metavar="MS",
-        help=f"answer by the default decision after MS milliseconds (default {DEFAULT_DEADLINE * 1000:g})",
+        help="answer by the default decision after MS milliseconds "
+        f"(default {DEFAULT_DEADLINE * 1000:g})",
     )
     parser.add_argument(
         "--watchdog",
         type=_positive_float,
         default=DEFAULT_WATCHDOG,
         metavar="SECONDS",
-        help=f"release everything and exit 5 if the loop stalls this long (default {DEFAULT_WATCHDOG:g})",
+        help="release everything and exit 5 if the loop stalls this long "
+        f"(default {DEFAULT_WATCHDOG:g})",
     )
     parser.add_argument(
-        "--log", metavar="FILE", help="decision log, JSON lines ('-': stdout; the default with --policy)"
+        "--log",
+        metavar="FILE",
+        help="decision log, JSON lines ('-': stdout; the default with --policy)",
     )
-    parser.add_argument("--ready-file", metavar="FILE", help="written (with our pid) once marks are in place")
+    parser.add_argument(
+        "--ready-file",
+        metavar="FILE",
+        help="written (with our pid) once marks are in place",
+    )
     parser.add_argument(
         "--no-kernel-cache",
         dest="kernel_cache",
         action="store_false",
         help="do not cache allow decisions in the kernel with ignore marks",
     )
-    parser.add_argument("--workers", type=int, default=4, metavar="N", help="threads reading /proc (default 4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        metavar="N",
+        help="threads reading /proc (default 4)",
+    )
     parser.set_defaults(run=run)
 
     return parser

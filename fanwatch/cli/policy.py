@@ -14,7 +14,9 @@ from . import exitcodes
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("policy", help="check a guard policy or explain a decision")
+    parser = subparsers.add_parser(
+        "policy", help="check a guard policy or explain a decision"
+    )
     commands = parser.add_subparsers(dest="policy_command", metavar="ACTION")
 
     check = commands.add_parser(
@@ -32,7 +34,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="a path the guard will watch: warn about globs matching nothing under it",
     )
     check.add_argument("--strict", action="store_true", help="fail on warnings too")
-    check.add_argument("--json", action="store_true", help="findings as one JSON document")
+    check.add_argument(
+        "--json", action="store_true", help="findings as one JSON document"
+    )
     check.set_defaults(run=run_check)
 
     why = commands.add_parser("explain", help="which rule decides an access, and why")
@@ -72,7 +76,9 @@ def run_check(args: argparse.Namespace) -> int:
         for finding in findings:
             print(finding)
         if not errors:
-            print(f"{args.file}: ok: {len(policy.rules)} rules, default {policy.default}")
+            print(
+                f"{args.file}: ok: {len(policy.rules)} rules, default {policy.default}"
+            )
     failed = errors or (args.strict and findings)
 
     return exitcodes.USAGE if failed else exitcodes.OK

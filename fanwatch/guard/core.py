@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from .. import syscalls
 from ..cli import exitcodes
 from ..constants import (
+    AT_FDCWD,
     FAN_ACCESS_PERM,
     FAN_ALLOW,
     FAN_CLASS_CONTENT,
@@ -53,7 +54,14 @@ from ..constants import (
 from ..errors import NotSupportedError, PolicyError
 from ..group import DEFAULT_EVENT_F_FLAGS, RESPONSE, Group
 from ..parser import parse_events
-from ..policy import CompiledPolicy, Policy, Subject, Verdict, guard_own_paths, load_policy
+from ..policy import (
+    CompiledPolicy,
+    Policy,
+    Subject,
+    Verdict,
+    guard_own_paths,
+    load_policy,
+)
 from ..policy.compiled import needed_keys
 from ..process import ProcessCache, pidfd_identity
 from .decisionlog import DecisionLog
@@ -83,7 +91,11 @@ ACCESS_OF_BIT = {
     FAN_ACCESS_PERM: "access",
     FAN_PRE_ACCESS: "access",
 }
-BIT_OF_ACCESS = {"open": FAN_OPEN_PERM, "exec": FAN_OPEN_EXEC_PERM, "access": FAN_ACCESS_PERM}
+BIT_OF_ACCESS = {
+    "open": FAN_OPEN_PERM,
+    "exec": FAN_OPEN_EXEC_PERM,
+    "access": FAN_ACCESS_PERM,
+}
 EVENT_NAME = {
     FAN_OPEN_PERM: "FAN_OPEN_PERM",
     FAN_OPEN_EXEC_PERM: "FAN_OPEN_EXEC_PERM",
@@ -217,7 +229,9 @@ class Guard:
         if path is None:
             return None
         temporary = f"{path}.{self.pid}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644
+        )
         return fd, temporary
 
     def _make_group(self) -> Group:
@@ -257,13 +271,20 @@ class Guard:
     def _mark(self, target: str, mask: int) -> None:
         if mask & FAN_ACCESS_PERM and self.group.flags & FAN_CLASS_PRE_CONTENT:
             try:
-                self.group.mark(target, (mask & ~FAN_ACCESS_PERM) | FAN_PRE_ACCESS, kind=FAN_MARK_MOUNT)
+                self.group.mark(
+                    target,
+                    (mask & ~FAN_ACCESS_PERM) | FAN_PRE_ACCESS,
+                    kind=FAN_MARK_MOUNT,
+                )
                 self.pre_access = True
                 return
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                     raise
-                self._say(f"{target}: no pre-content events on this filesystem; using FAN_ACCESS_PERM")
+                self._say(
+                    f"{target}: no pre-content events on this filesystem; "
+                    "using FAN_ACCESS_PERM"
+                )
         try:
             self.group.mark(target, mask, kind=FAN_MARK_MOUNT)
         except OSError as exc:
@@ -289,7 +310,9 @@ class Guard:
     def _warn_unsupported_errnos(self) -> None:
         if self.policy is None or self.deny_errno:
             return
-        named = [r.id for r in self.policy.policy.rules if r.errno not in (None, "EPERM")]
+        named = [
+            r.id for r in self.policy.policy.rules if r.errno not in (None, "EPERM")
+        ]
         if named:
             self._say(
                 f"rules {', '.join(named)} name an errno, but this kernel cannot deny "
@@ -307,12 +330,16 @@ class Guard:
         sys.setswitchinterval(0.0005)
         self.log.start()
         workers = [
-            threading.Thread(target=self._work, name=f"fanwatch-worker-{n}", daemon=True)
+            threading.Thread(
+                target=self._work, name=f"fanwatch-worker-{n}", daemon=True
+            )
             for n in range(self.config.workers)
         ]
         for worker in workers:
             worker.start()
-        threading.Thread(target=self._watch, name="fanwatch-watchdog", daemon=True).start()
+        threading.Thread(
+            target=self._watch, name="fanwatch-watchdog", daemon=True
+        ).start()
         poller = select.poll()
         poller.register(self.group_fd, select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
@@ -394,7 +421,9 @@ class Guard:
         policy = self.policy
         if policy is None:
             self._respond(fd, FAN_ALLOW)
-            self.log.put(self.stdout_fd, f"{EVENT_NAME.get(bit, hex(bit))}: File {path}\n")
+            self.log.put(
+                self.stdout_fd, f"{EVENT_NAME.get(bit, hex(bit))}: File {path}\n"
+            )
             self._record(access, path, event.pid, None, ALLOW_ALL, "allow-all", started)
             _close_both(fd, pidfd)
             return
@@ -408,12 +437,16 @@ class Guard:
                 verdict = policy.decide(matches, None)
                 reason = "rule" if verdict.rule_id else "default"
             else:
-                self._decide_by_process(event, fd, pidfd, access, path, matches, started)
+                self._decide_by_process(
+                    event, fd, pidfd, access, path, matches, started
+                )
                 return
         self._answer(fd, bit, access, path, event.pid, None, verdict, reason, started)
         _close_both(fd, pidfd)
 
-    def _decide_by_process(self, event, fd, pidfd, access, path, matches, started) -> None:
+    def _decide_by_process(
+        self, event, fd, pidfd, access, path, matches, started
+    ) -> None:
         pid = event.pid
         exe = _readlink(f"/proc/{pid}/exe")
         key = self._user_cache_key(fd, pidfd, access, path, exe)
@@ -422,7 +455,9 @@ class Guard:
             hit = self.user_cache.get(key)
             if hit is not None and hit[0] > time.monotonic():
                 self.stats.user_cache_hits += 1
-                self._answer(fd, bit, access, path, pid, hit[2], hit[1], "user-cache", started)
+                self._answer(
+                    fd, bit, access, path, pid, hit[2], hit[1], "user-cache", started
+                )
                 _close_both(fd, pidfd)
                 return
         keys = needed_keys(matches)
@@ -435,9 +470,13 @@ class Guard:
             return
         self.serial += 1
         deadline = time.monotonic() + self.config.deadline
-        self.pending[fd] = Pending(fd, self.serial, access, path, pid, started, deadline)
+        self.pending[fd] = Pending(
+            fd, self.serial, access, path, pid, started, deadline
+        )
         # The worker owns the pidfd from here and closes it.
-        self.jobs.put((fd, self.serial, pid, pidfd, exe, keys, matches, self.policy, key))
+        self.jobs.put(
+            (fd, self.serial, pid, pidfd, exe, keys, matches, self.policy, key)
+        )
 
     def _user_cache_key(self, fd, pidfd, access, path, exe) -> tuple | None:
         if pidfd is None or pidfd < 0:
@@ -455,7 +494,9 @@ class Guard:
             self.user_cache.clear()
         self.user_cache[key] = (time.monotonic() + USER_CACHE_TTL, verdict, subject)
 
-    def _answer(self, fd, bit, access, path, pid, subject, verdict, reason, started) -> None:
+    def _answer(
+        self, fd, bit, access, path, pid, subject, verdict, reason, started
+    ) -> None:
         """Send the verdict, then (only then) cache and log it."""
         enforce = verdict.decision == "deny" and not self.config.permissive
         self._respond(fd, self._deny_response(verdict.errno) if enforce else FAN_ALLOW)
@@ -463,7 +504,11 @@ class Guard:
         if enforce:
             self.stats.denied += 1
         cached = None
-        if verdict.decision == "allow" and verdict.file_only and self.config.kernel_cache:
+        if (
+            verdict.decision == "allow"
+            and verdict.file_only
+            and self.config.kernel_cache
+        ):
             cached = self._cache_in_kernel(fd, bit)
         self._record(access, path, pid, subject, verdict, reason, started, cached)
 
@@ -493,7 +538,9 @@ class Guard:
         if self.stats.kernel_cached >= KERNEL_CACHE_LIMIT:
             self._flush_kernel_cache()
         try:
-            syscalls.fanotify_mark(self.group_fd, FAN_MARK_ADD | self.ignore_flags, bit, fd, None)
+            syscalls.fanotify_mark(
+                self.group_fd, FAN_MARK_ADD | self.ignore_flags, bit, fd, None
+            )
         except OSError as exc:
             if not self._fall_back_ignore(exc, fd, bit):
                 return None
@@ -523,7 +570,9 @@ class Guard:
             pass
         self.stats.kernel_cached = 0
 
-    def _record(self, access, path, pid, subject, verdict, reason, started, cached=None) -> None:
+    def _record(
+        self, access, path, pid, subject, verdict, reason, started, cached=None
+    ) -> None:
         if self.log_fd is None:
             return
         record = {
@@ -538,7 +587,9 @@ class Guard:
             "latency_us": (time.monotonic_ns() - started) // 1000,
         }
         if subject is not None:
-            record["process"] = {k: v for k, v in vars_of(subject).items() if v is not None}
+            record["process"] = {
+                k: v for k, v in vars_of(subject).items() if v is not None
+            }
         if verdict.errno and verdict.decision == "deny":
             record["errno"] = verdict.errno if self.deny_errno else "EPERM"
         if cached:
@@ -547,7 +598,10 @@ class Guard:
 
     def _print_event(self, mask: int, fd: int) -> None:
         path = _readlink(f"/proc/self/fd/{fd}") or "?"
-        self.log.put(self.stdout_fd, f"{EVENT_NAME.get(mask & FAN_CLOSE_WRITE, hex(mask))}: File {path}\n")
+        self.log.put(
+            self.stdout_fd,
+            f"{EVENT_NAME.get(mask & FAN_CLOSE_WRITE, hex(mask))}: File {path}\n",
+        )
 
     # -- workers, deadlines ----------------------------------------------------
 
@@ -586,7 +640,17 @@ class Guard:
             else:
                 self._remember(key, verdict, subject)
             bit = BIT_OF_ACCESS[pending.access]
-            self._answer(fd, bit, pending.access, pending.path, pending.pid, subject, verdict, reason, pending.started)
+            self._answer(
+                fd,
+                bit,
+                pending.access,
+                pending.path,
+                pending.pid,
+                subject,
+                verdict,
+                reason,
+                pending.started,
+            )
             _close(fd)
 
     def _expire(self, now: float) -> None:
@@ -600,7 +664,17 @@ class Guard:
     def _answer_default(self, pending: Pending, reason: str) -> None:
         verdict = self.policy.default_verdict._replace(file_only=False)
         bit = BIT_OF_ACCESS[pending.access]
-        self._answer(pending.fd, bit, pending.access, pending.path, pending.pid, None, verdict, reason, pending.started)
+        self._answer(
+            pending.fd,
+            bit,
+            pending.access,
+            pending.path,
+            pending.pid,
+            None,
+            verdict,
+            reason,
+            pending.started,
+        )
         _close(pending.fd)
 
     # -- reload ------------------------------------------------------------------
@@ -631,16 +705,25 @@ class Guard:
         self._flush_kernel_cache()
         self._adjust_mask(self._wanted_mask())
         self._warn_unsupported_errnos()
-        self._say(f"policy reloaded: {len(result.rules)} rules, default {result.default}")
+        self._say(
+            f"policy reloaded: {len(result.rules)} rules, default {result.default}"
+        )
 
     def _adjust_mask(self, mask: int) -> None:
+        """Mark the access kinds the reloaded policy needs, unmark the rest."""
         targets = [self.config.mount] if self.config.mount else self.config.paths
         removed = self.mask & ~mask
         for target in targets:
-            if removed:
-                syscalls.fanotify_mark(self.group_fd, FAN_MARK_REMOVE | FAN_MARK_MOUNT, removed | FAN_PRE_ACCESS, -100, target)
-            if mask & ~self.mask:
-                self._mark(target, mask)
+            try:
+                if removed:
+                    flags = FAN_MARK_REMOVE | FAN_MARK_MOUNT
+                    syscalls.fanotify_mark(
+                        self.group_fd, flags, removed | FAN_PRE_ACCESS, AT_FDCWD, target
+                    )
+                if mask & ~self.mask:
+                    self._mark(target, mask)
+            except OSError as exc:
+                self._say(f"{target}: could not change the marks on reload: {exc}")
         self.mask = mask
 
     # -- signals, watchdog, shutdown ---------------------------------------------
@@ -699,7 +782,8 @@ class Guard:
         self.log.stop()
         s = self.stats
         self._say(
-            f"stopped: {s.decisions} decisions, {s.denied} denied, {s.deadlines} by deadline, "
+            f"stopped: {s.decisions} decisions, {s.denied} denied, "
+            f"{s.deadlines} by deadline, "
             f"{s.overflows} queue overflows, {self.log.dropped} log records dropped, "
             f"{self.log.failed} failed"
         )
@@ -707,7 +791,11 @@ class Guard:
     def _drain_group(self) -> None:
         """Answer what is still queued by the default verdict."""
         default = FAN_ALLOW
-        if self.policy is not None and self.policy.default == "deny" and not self.config.permissive:
+        if (
+            self.policy is not None
+            and self.policy.default == "deny"
+            and not self.config.permissive
+        ):
             default = FAN_DENY
         while True:
             try:
@@ -716,7 +804,9 @@ class Guard:
                 return
             for event in parse_events(data):
                 if event.fd >= 0 and event.mask & PERMISSION_EVENTS:
-                    self._respond(event.fd, FAN_ALLOW if event.pid == self.pid else default)
+                    self._respond(
+                        event.fd, FAN_ALLOW if event.pid == self.pid else default
+                    )
                 _close_both(event.fd, event.pidfd)
 
     def _say(self, message: str) -> None:

@@ -28,7 +28,9 @@ class DecisionLog:
     :meth:`put` never blocks and never raises.
     """
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY, interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, interval: float = DEFAULT_INTERVAL
+    ) -> None:
         self.capacity = capacity
         self.interval = interval
         self.dropped = 0
@@ -37,7 +39,9 @@ class DecisionLog:
         self._queue: deque = deque()
         self._wake = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="fanwatch-log", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="fanwatch-log", daemon=True
+        )
 
     def put(self, fd: int, item: dict | str) -> None:
         if len(self._queue) >= self.capacity:

@@ -160,7 +160,9 @@ class PathIndex:
         elif prefix:
             self.under.setdefault(prefix, []).append((order, regex))
         elif extension_key(pattern):
-            self.by_extension.setdefault(extension_key(pattern), []).append((order, regex))
+            self.by_extension.setdefault(extension_key(pattern), []).append(
+                (order, regex)
+            )
         else:
             self.root.append((order, regex))
 

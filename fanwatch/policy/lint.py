@@ -21,7 +21,9 @@ from .compiled import (
 from .model import PROCESS_KEYS, Finding, Policy, Rule, parse_policy_file
 
 
-def check_policy(path: str, roots: list[str] | None = None) -> tuple[Policy, list[Finding]]:
+def check_policy(
+    path: str, roots: list[str] | None = None
+) -> tuple[Policy, list[Finding]]:
     """Every error and warning for the policy at *path*, in file order.
 
     With *roots* (the paths the guard will watch), globs that cannot match
@@ -57,7 +59,9 @@ def unreachable_rules(policy: Policy) -> list[Finding]:
                     "matches every access this rule matches"
                 )
                 where = policy.location(rule.line)
-                findings.append(Finding("warning", "unreachable-rule", message, where, rule.id))
+                findings.append(
+                    Finding("warning", "unreachable-rule", message, where, rule.id)
+                )
                 break
 
     return findings
@@ -119,7 +123,9 @@ def self_denials(policy: Policy) -> list[Finding]:
                 "those are always allowed"
             )
             where = policy.location(rule.key_lines.get("path", rule.line))
-            findings.append(Finding("warning", "denies-guard-itself", message, where, rule.id))
+            findings.append(
+                Finding("warning", "denies-guard-itself", message, where, rule.id)
+            )
 
     return findings
 
@@ -133,7 +139,9 @@ def dead_globs(policy: Policy, roots: list[str]) -> list[Finding]:
         for pattern in rule.path:
             problem = _glob_problem(pattern, roots)
             if problem:
-                finding = Finding("warning", "glob-matches-nothing", problem, where, rule.id)
+                finding = Finding(
+                    "warning", "glob-matches-nothing", problem, where, rule.id
+                )
                 findings.append(finding)
 
     return findings
@@ -188,18 +196,29 @@ class Explanation:
         out = []
         for step in self.steps:
             mark = "MATCH" if step.matched else "no"
-            out.append(f"  rule '{step.rule.id}' (line {step.rule.line}): {mark}: {step.reason}")
+            out.append(
+                f"  rule '{step.rule.id}' (line {step.rule.line}): "
+                f"{mark}: {step.reason}"
+            )
         out.append(self._conclusion(policy))
         return out
 
     def _conclusion(self, policy: Policy) -> str:
         v = self.verdict
         if self.protected:
-            return "decision: allow (the guard's own interpreter and libraries are always allowed)"
+            return (
+                "decision: allow (the guard's own interpreter and libraries "
+                "are always allowed)"
+            )
         what = v.decision + (f" ({v.errno})" if v.errno else "")
-        by = f"rule '{v.rule_id}'" if v.rule_id else f"the default (line {policy.default_line or '-'})"
+        by = (
+            f"rule '{v.rule_id}'"
+            if v.rule_id
+            else f"the default (line {policy.default_line or '-'})"
+        )
         cached = (
-            "the file alone decides; an allow is cached in the kernel until the file changes"
+            "the file alone decides; an allow is cached in the kernel "
+            "until the file changes"
             if v.file_only
             else "the process decides too; never cached in the kernel"
         )

@@ -154,7 +154,9 @@ def parse_policy(text: str, source: str = "<policy>") -> tuple[Policy, list[Find
     tables = document.get("rule", [])
     if not isinstance(tables, list):
         where = policy.location(layout.top_level_line("rule"))
-        findings.append(Finding("error", "bad-value", "'rule' must be [[rule]] tables", where))
+        findings.append(
+            Finding("error", "bad-value", "'rule' must be [[rule]] tables", where)
+        )
         tables = []
     seen: dict[str, int] = {}
     for index, table in enumerate(tables):
@@ -171,11 +173,20 @@ def parse_policy(text: str, source: str = "<policy>") -> tuple[Policy, list[Find
     return policy, findings
 
 
-def _read_header(document: dict, policy: Policy, layout: _Layout, findings: list) -> None:
+def _read_header(
+    document: dict, policy: Policy, layout: _Layout, findings: list
+) -> None:
     version = document.get("version", 1)
     if version != 1:
         where = policy.location(layout.top_level_line("version"))
-        findings.append(Finding("error", "bad-value", f"unsupported version {version!r} (this is version 1)", where))
+        findings.append(
+            Finding(
+                "error",
+                "bad-value",
+                f"unsupported version {version!r} (this is version 1)",
+                where,
+            )
+        )
     default = document.get("default", "allow")
     policy.default_line = layout.top_level_line("default")
     if default not in DECISIONS:
@@ -202,18 +213,28 @@ def _read_rule(
         return None
     rule_id = table.get("id")
     if not isinstance(rule_id, str) or not rule_id:
-        report("missing-id", f"rule #{index + 1} needs an id = \"...\"")
+        report("missing-id", f'rule #{index + 1} needs an id = "..."')
         rule_id = f"#{index + 1}"
     rule = Rule(id=rule_id, line=start, key_lines=key_lines)
     for key, value in table.items():
         if key not in RULE_KEYS:
-            report("unknown-key", f"unknown key '{key}' (known: {', '.join(RULE_KEYS)})", key, rule_id)
+            report(
+                "unknown-key",
+                f"unknown key '{key}' (known: {', '.join(RULE_KEYS)})",
+                key,
+                rule_id,
+            )
             continue
         problem = _set_rule_key(rule, key, value)
         if problem:
             report("bad-value", problem, key, rule_id)
     if rule.errno and rule.decision != "deny":
-        report("bad-value", "errno is only meaningful with decision = \"deny\"", "errno", rule_id)
+        report(
+            "bad-value",
+            'errno is only meaningful with decision = "deny"',
+            "errno",
+            rule_id,
+        )
 
     return rule
 

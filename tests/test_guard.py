@@ -30,7 +30,7 @@ def test_allow_by_default_and_log_the_decision(tmpfs, tmp_path):
     with RunningGuard(tmp_path, tmpfs, policy=deny_rule(f"{tmpfs}/secret/**")) as guard:
         assert try_open(target) == ["OK"]
         records = guard.wait_for_records(lambda r: r)
-        assert guard.stop() == 130
+        assert guard.stop() == 143
     [record] = [r for r in records if r["path"] == target]
     assert record["decision"] == "allow"
     assert record["rule"] is None
@@ -164,7 +164,7 @@ def test_sigterm_answers_pending_events_by_the_default(tmpfs, tmp_path):
             guard.signal(signal.SIGTERM)
             assert opener.wait(10) == 1
             assert b"Operation not permitted" in opener.stderr.read()
-            assert guard.wait(10) == 130
+            assert guard.wait(10) == 143
         finally:
             opener.kill()
             opener.wait(10)
@@ -312,7 +312,7 @@ def test_1000_opens_from_8_processes_are_answered_exactly_once(tmpfs, tmp_path):
             out, _ = child.communicate(timeout=30)
             results.update(line.split()[::-1] for line in out.splitlines())
         records = guard.wait_for_records(lambda r: len(r) >= 1000)
-        assert guard.stop() == 130
+        assert guard.stop() == 143
     assert len(results) == 1000
     expected = {p: ("EPERM" if "/d3/" in p else "OK") for p in paths}
     assert results == expected
@@ -331,7 +331,7 @@ def test_decision_log_on_a_full_disk_does_not_stop_answers(tmpfs, tmp_path):
             tmp_path, tmpfs, policy=deny_rule(f"{tmpfs}/x/**"), log=log
         ) as guard:
             assert try_open(*paths, timeout=30) == ["OK"] * 300
-            assert guard.stop() == 130
+            assert guard.stop() == 143
             summary = guard.stderr()
     finally:
         unmount(str(logdir))

@@ -16,7 +16,8 @@ paths or mount by the rules of a policy file. Without --policy every access
 is allowed and each open and close-after-write is printed. "ready" is
 printed on stderr (and --ready-file written, READY=1 sent to systemd) once
 the marks are in place. SIGHUP reloads the policy; SIGTERM/SIGINT answer
-pending events by the default decision and exit (130). Exit 5 means the
+pending events by the default decision and exit (143 for SIGTERM, 130
+for SIGINT). Exit 5 means the
 watchdog found the decision loop stalled and released every pending access.
 """
 

@@ -349,7 +349,9 @@ class Guard:
         finally:
             self._shutdown()
 
-        return exitcodes.INTERRUPTED
+        if self.stop_signal == signal.SIGINT:
+            return exitcodes.INTERRUPTED
+        return exitcodes.TERMINATED
 
     def _step(self, poller: select.poll) -> None:
         now = time.monotonic()

@@ -359,6 +359,10 @@ class Watcher:
                 source.group.mark(path, self._fid_mask(True), kind=FAN_MARK_FILESYSTEM)
                 self._resolver.add_mount(path)
                 self.stats.marks += 1
+                # Without CAP_DAC_READ_SEARCH (every container runtime's
+                # default) handles resolve only through the directory table.
+                if os.path.isdir(path):
+                    self._walk_dirs(source, path, mark=False)
                 self.mode_description = "filesystem mark"
             else:
                 source = self._new_source(False)

@@ -30,7 +30,6 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from . import probe as probing
 from .constants import (
     DIRENT_EVENTS,
     FAN_ACCESS,
@@ -68,6 +67,7 @@ from .filters import FILE_EVENTS, EventFilter
 from .group import Group
 from .parser import FileId, RawEvent
 from .paths import PathResolver, join, path_of_fd
+from .probe import mark_support, probe as probe_features
 from .process import UNKNOWN, ProcessCache, ProcessInfo
 
 # Events an fd-reporting group can be marked for; the rest need file handles.
@@ -144,7 +144,7 @@ class Watcher:
         self.filter = filter or EventFilter()
         self.process_details = process_details
         self.unlimited_queue = unlimited_queue
-        self.features = probing.probe()
+        self.features = probe_features()
         self.privileged = self._choose_privilege(mode)
         self.notes: list[str] = []
         self.stats = WatchStats()
@@ -238,7 +238,7 @@ class Watcher:
 
     def _start_trees(self) -> None:
         for path in self.paths:
-            support = probing.mark_support(path)
+            support = mark_support(path)
             self._rename_supported = support.rename is None
             if self.privileged and support.fid_filesystem is None:
                 self._mark_filesystem_subtree(path)
@@ -349,7 +349,7 @@ class Watcher:
                 "'fanwatch doctor --for watch-mount'",
             )
         for path in self.paths:
-            support = probing.mark_support(path)
+            support = mark_support(path)
             self._rename_supported = support.rename is None
             if scope is Scope.MOUNT:
                 self._mark_mount_fd_mode(path, roots=False)
@@ -359,6 +359,10 @@ class Watcher:
                 source.group.mark(path, self._fid_mask(True), kind=FAN_MARK_FILESYSTEM)
                 self._resolver.add_mount(path)
                 self.stats.marks += 1
+                # Without CAP_DAC_READ_SEARCH (every container runtime's
+                # default) handles resolve only through the directory table.
+                if os.path.isdir(path):
+                    self._walk_dirs(source, path, mark=False)
                 self.mode_description = "filesystem mark"
             else:
                 source = self._new_source(False)

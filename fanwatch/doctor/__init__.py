@@ -76,7 +76,8 @@ def run_live(
         target = path if path is not None else tempfile.gettempdir()
         facts = collect(host, target)
         probes = run_probes(target)
-        selftests = run_selftests(workdir, probes, event_timeout)
+        judged = path if note else None
+        selftests = run_selftests(workdir, probes, event_timeout, judged)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

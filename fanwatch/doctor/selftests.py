@@ -168,8 +168,13 @@ def _notification_test(
     mask: int,
     timeout: float,
     by_handle: bool = False,
+    path: str | None = None,
 ) -> dict:
-    """Mark *workdir* (or its mount or filesystem), make a file, await its event."""
+    """Mark *workdir* (or its mount or filesystem), make a file, await its event.
+
+    *path*, when given, is marked the same way first: the directory judged,
+    when the self-test could not run under it.
+    """
     name = PREFIX + secrets.token_hex(4)
     target = os.path.join(workdir, name)
     try:
@@ -179,6 +184,8 @@ def _notification_test(
 
     try:
         try:
+            if path is not None:
+                group.mark(path, mask, kind=kind)
             group.mark(workdir, mask, kind=kind)
         except OSError as exc:
             return errno_result(exc, "fanotify_mark")
@@ -227,14 +234,14 @@ def _remove(path: str) -> None:
 # -- the notification self-tests ---------------------------------------------
 
 
-def inode_mark(workdir: str, timeout: float) -> dict:
+def inode_mark(workdir: str, timeout: float, path: str | None = None) -> dict:
     """An unprivileged-capable FID group with a directory (inode) mark."""
     return _notification_test(
-        workdir, FAN_REPORT_DFID_NAME, FAN_MARK_INODE, FAN_CREATE, timeout
+        workdir, FAN_REPORT_DFID_NAME, FAN_MARK_INODE, FAN_CREATE, timeout, path=path
     )
 
 
-def mount_mark(workdir: str, timeout: float) -> dict:
+def mount_mark(workdir: str, timeout: float, path: str | None = None) -> dict:
     """A FID group with a mark on the mount under *workdir* (close-write)."""
     return _notification_test(
         workdir,
@@ -243,13 +250,19 @@ def mount_mark(workdir: str, timeout: float) -> dict:
         FAN_CLOSE_WRITE,
         timeout,
         by_handle=True,
+        path=path,
     )
 
 
-def filesystem_mark(workdir: str, timeout: float) -> dict:
+def filesystem_mark(workdir: str, timeout: float, path: str | None = None) -> dict:
     """A FID group with a mark on the whole filesystem under *workdir*."""
     return _notification_test(
-        workdir, FAN_REPORT_DFID_NAME, FAN_MARK_FILESYSTEM, FAN_CREATE, timeout
+        workdir,
+        FAN_REPORT_DFID_NAME,
+        FAN_MARK_FILESYSTEM,
+        FAN_CREATE,
+        timeout,
+        path=path,
     )
 
 
@@ -393,14 +406,23 @@ def _answer_until_seen(group: Group, inode: int, timeout: float) -> bool:
 
 
 def run_selftests(
-    workdir: str, probes: dict, event_timeout: float = DEFAULT_EVENT_TIMEOUT
+    workdir: str,
+    probes: dict,
+    event_timeout: float = DEFAULT_EVENT_TIMEOUT,
+    path: str | None = None,
 ) -> dict:
-    """Every self-test, each in its own child with a hard timeout."""
+    """Every self-test, each in its own child with a hard timeout.
+
+    *path* is the directory judged when *workdir* is not under it: the mark
+    self-tests mark it too, since whether a mark is allowed depends on the
+    mount and filesystem (a user namespace may mark its own tmpfs, never a
+    host bind mount).
+    """
     limit = event_timeout + CHILD_GRACE
     tests = {
-        "inode-mark": lambda: inode_mark(workdir, event_timeout),
-        "mount-mark": lambda: mount_mark(workdir, event_timeout),
-        "filesystem-mark": lambda: filesystem_mark(workdir, event_timeout),
+        "inode-mark": lambda: inode_mark(workdir, event_timeout, path),
+        "mount-mark": lambda: mount_mark(workdir, event_timeout, path),
+        "filesystem-mark": lambda: filesystem_mark(workdir, event_timeout, path),
         "permission": lambda: permission(probes.get("init-content"), event_timeout),
         "pidfd": lambda: pidfd(workdir, event_timeout),
         "unlimited-queue": lambda: unlimited_queue(workdir, event_timeout),

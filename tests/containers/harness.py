@@ -632,6 +632,9 @@ def build_bundle(bundle: str, spec: Spec, cgroup: str) -> None:
     mounts = [*system_mounts(rootfs), *kernel_mounts()]
     for name in KERNEL_MOUNT_POINTS:
         os.mkdir(os.path.join(rootfs, name), 0o755)
+    # runc 1.1 gives a tmpfs the mode of its mount point, whatever mode=
+    # says: /tmp must be 1777 here for a non-root user to write there.
+    os.chmod(os.path.join(rootfs, "tmp"), 0o1777)
     for bind in _user_binds(spec):
         _make_mount_point(rootfs, bind.source, bind.destination)
         mounts.append(_bind_mount(bind))

@@ -649,3 +649,15 @@ def test_profile_mistakes(docker, mutate, where):
 
     assert where in str(caught.value)
     assert caught.value.location.startswith("p.json:")
+
+
+def test_capabilities_may_be_named_without_the_cap_prefix():
+    profile = load_profile(DOCKER)
+
+    short = profile.resolve(caps=["SYS_ADMIN"])
+    long = profile.resolve(caps=["CAP_SYS_ADMIN"])
+
+    assert short == long
+    assert profile.evaluate("fanotify_init", caps=["sys_admin"]).allowed
+    with pytest.raises(ValueError, match="unknown capability"):
+        profile.evaluate("fanotify_init", caps=["NOT_A_CAP"])

@@ -23,6 +23,7 @@ from .names import (
     ACTIONS_WITH_ERRNO,
     DOCKER_DEFAULT_CAPS,
     NATIVE_TO_SCMP,
+    capability_name,
     OPERATORS,
     SCMP_ARCHES,
     machine_kernel,
@@ -48,14 +49,17 @@ class Context:
 
     @classmethod
     def of(cls, caps: Iterable[str], arch: str | None, kernel) -> Context:
-        """Normalise *arch* (None: this machine) and *kernel* (None: the
-        running one, or ``"X.Y"``). Raises ValueError for bad values."""
+        """Normalise *caps* (``SYS_ADMIN`` or ``CAP_SYS_ADMIN``), *arch*
+        (None: this machine) and *kernel* (None: the running one, or
+        ``"X.Y"``). Raises ValueError for bad values."""
         if kernel is None:
             kernel = machine_kernel()
         elif isinstance(kernel, str):
             kernel = parse_kernel(kernel)
 
-        return cls(frozenset(caps), native_arch(arch), tuple(kernel))
+        names = frozenset(capability_name(cap) for cap in caps)
+
+        return cls(names, native_arch(arch), tuple(kernel))
 
 
 @dataclass(frozen=True)

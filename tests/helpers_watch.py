@@ -239,3 +239,42 @@ def send(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+class Puppet:
+    """A child that writes the files named on its stdin, one per line, and
+    answers "ok" after each: its pid is known before it does anything."""
+
+    CODE = (
+        "import sys\n"
+        "for line in sys.stdin:\n"
+        "    open(line.rstrip('\\n'), 'ab').write(b'x')\n"
+        "    print('ok', flush=True)\n"
+    )
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self.CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd="/",
+            text=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def write(self, path: str) -> None:
+        self.proc.stdin.write(path + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "ok\n"
+
+    def __enter__(self) -> Puppet:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+        self.proc.stdin.close()
+        self.proc.stdout.close()

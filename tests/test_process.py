@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from conftest import as_unprivileged_user
 from fanwatch.process import (
@@ -24,11 +25,11 @@ def test_read_a_live_process():
         as_unprivileged_user(["sleep", "30"]), stdin=subprocess.DEVNULL
     )
     try:
-        info = read_process(child.pid)
         # setpriv execs sleep in place, so wait until it has.
-        for _ in range(100):
-            if info.comm == "sleep":
-                break
+        deadline = time.monotonic() + 5
+        info = read_process(child.pid)
+        while info.comm != "sleep" and time.monotonic() < deadline:
+            time.sleep(0.01)
             info = read_process(child.pid)
     finally:
         child.kill()

@@ -38,6 +38,24 @@ def touch(path: str, prefix=()) -> None:
     run_py(f"open({path!r}, 'ab').write(b'x')", prefix=prefix)
 
 
+class LiveWriter:
+    """A bash that creates *path* and stays alive (until killed), so that
+    its details are there to read when the event is."""
+
+    def __init__(self, path: str, prefix=()) -> None:
+        # "; true" keeps bash from exec'ing sleep, which would change comm.
+        self.proc = subprocess.Popen(
+            [*prefix, "bash", "-c", 'echo > "$0"; sleep 30; true', path]
+        )
+
+    def __enter__(self) -> LiveWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+
+
 def has_record(kind: str, path: str):
     return lambda records: any(
         kind in r["events"] and r["path"] == path for r in records
@@ -62,12 +80,12 @@ def test_json_events_with_process_and_ctrl_c(tmpfs):
     path = os.path.join(tmpfs, "f")
     with WatchCli(["--json", tmpfs]) as cli:
         cli.wait_ready()
-        touch(path)
-        records = cli.records_until(has_record("close_write", path))
+        with LiveWriter(path) as writer:
+            records = cli.records_until(has_record("close_write", path))
         code = cli.stop(signal.SIGINT)
     [create] = [r for r in records if "create" in r["events"]]
-    assert create["path"] == path and create["pid"] > 0
-    assert create["comm"] == "python" and create["process_gone"] in (True, False)
+    assert create["path"] == path and create["pid"] == writer.proc.pid
+    assert (create["comm"], create["uid"], create["process_gone"]) == ("bash", 0, False)
     assert code == exitcodes.INTERRUPTED == 130
     assert_no_traceback(cli.stderr)
 
@@ -84,13 +102,13 @@ def test_text_lines(tmpfs):
     path = os.path.join(tmpfs, "f")
     with WatchCli([tmpfs]) as cli:
         cli.wait_ready()
-        touch(path)
-        lines = cli.lines_until(
-            lambda ls: any(b"close_write" in x for x in ls)
-        )
+        with LiveWriter(path) as writer:
+            lines = cli.lines_until(
+                lambda ls: any(b"close_write" in x for x in ls)
+            )
     line = [x for x in lines if b"close_write" in x][0].decode()
     clock, process, kinds, shown = line.rstrip("\n").split(" ")
-    assert process.startswith("python(") and "close_write" in kinds.split(",")
+    assert process == f"bash({writer.proc.pid})" and "close_write" in kinds.split(",")
     assert shown == path and time.strptime(clock.split(".")[0], "%H:%M:%S")
 
 
@@ -209,11 +227,11 @@ def test_format_placeholders(tmpfs):
     template = "{events}|{path}|{is_dir}|{pid}|{comm}|{uid}|{process}"
     with WatchCli(["--format", template, "-e", "create", tmpfs]) as cli:
         cli.wait_ready()
-        touch(path)
-        [line] = cli.lines_until(lambda ls: len(ls) >= 1)
+        with LiveWriter(path, prefix=as_unprivileged_user([])) as writer:
+            [line] = cli.lines_until(lambda ls: len(ls) >= 1)
     events, shown, is_dir, pid, comm, uid, process = line.decode().rstrip("\n").split("|")
-    assert (events, shown, is_dir, comm, uid) == ("create", path, "False", "python", "0")
-    assert process in (f"python({pid})", f"[exited]({pid})")
+    assert (events, shown, is_dir, comm, uid) == ("create", path, "False", "bash", "65534")
+    assert pid == str(writer.proc.pid) and process == f"bash({pid})"
 
 
 @pytest.mark.parametrize(
@@ -325,23 +343,22 @@ def test_pid_filters(tmpfs):
 
 
 def test_comm_and_uid_filters(tmpfs):
+    """The marker's writer stays alive: comm and uid criteria need the
+    process to be there when the event is read (a gone one has neither)."""
     nobody = as_unprivileged_user([])
     cases = [
-        (["--comm", "touch"], [], ["touch"]),
-        (["--exclude-comm", "python"], [], ["touch"]),
-        (["--uid", "65534"], nobody, []),
-        (["--exclude-uid", "0"], nobody, []),
+        (["--comm", "bash"], []),
+        (["--exclude-comm", "python"], []),
+        (["--uid", "65534"], nobody),
+        (["--exclude-uid", "0"], nobody),
     ]
-    for option, marker_prefix, marker_cmd in cases:
+    for option, prefix in cases:
         marker = f"{tmpfs}/marker{option[0]}"
         with WatchCli(["--json", "-e", "create", *option, tmpfs]) as cli:
             cli.wait_ready()
             touch(f"{tmpfs}/dropped{option[0]}")  # python, as root
-            if marker_cmd:
-                subprocess.run([*marker_prefix, *marker_cmd, marker], check=True, timeout=10)
-            else:
-                touch(marker, prefix=marker_prefix)
-            records = cli.records_until(has_record("create", marker))
+            with LiveWriter(marker, prefix):
+                records = cli.records_until(has_record("create", marker))
         assert [r["path"] for r in records] == [marker], option
 
 

@@ -160,7 +160,9 @@ class WatchCli:
     def wait_ready(self, timeout: float = 10) -> None:
         end = time.monotonic() + timeout
         with self._stderr_changed:
-            while not any(line.startswith(b"fanwatch: watching") for line in self.stderr_lines):
+            while not any(
+                line.startswith(b"fanwatch: watching") for line in self.stderr_lines
+            ):
                 remaining = end - time.monotonic()
                 if remaining <= 0 or self.proc.poll() is not None:
                     raise AssertionError(f"fanwatch watch did not start: {self.stderr}")

@@ -39,7 +39,13 @@ def event(path=b"/srv/f", mask=FAN_OPEN, process=PROC, **kwargs) -> FileEvent:
     return FileEvent(mask, path, process, TS, **kwargs)
 
 
-ODD_PATHS = [b"/a\nb", b"/with space", b"/-dash", b"/bad\xff\xfe", b"/t\tb\\s\r\x1b\x7f"]
+ODD_PATHS = [
+    b"/a\nb",
+    b"/with space",
+    b"/-dash",
+    b"/bad\xff\xfe",
+    b"/t\tb\\s\r\x1b\x7f",
+]
 
 
 def test_text_line():
@@ -133,7 +139,10 @@ def test_template_placeholders():
         "{ts}\\t{process} {pid:>5} {events} {path} {is_dir} {uid} {comm}"
     )
     line = formatter(event(b"/a\nb", FAN_OPEN | FAN_CLOSE_WRITE))
-    assert line == "1700000000.250000\tcat(42)    42 close_write,open /a\\nb False 1000 cat"
+    assert (
+        line
+        == "1700000000.250000\tcat(42)    42 close_write,open /a\\nb False 1000 cat"
+    )
 
 
 def test_template_unknown_values_are_empty():

@@ -36,7 +36,9 @@ def test_read_a_live_process():
         child.wait(timeout=5)
     assert info.comm == "sleep" and not info.gone
     assert (info.uid, info.gid, info.ppid) == (65534, 65534, os.getpid())
-    assert info.exe == os.path.realpath(subprocess.check_output(["which", "sleep"], text=True).strip())
+    assert info.exe == os.path.realpath(
+        subprocess.check_output(["which", "sleep"], text=True).strip()
+    )
 
 
 def test_read_a_gone_process():

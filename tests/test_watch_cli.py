@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -68,7 +67,10 @@ def records_for(records: list[dict], kind: str, path: str) -> list[dict]:
 
 def run_watch(args, prefix=(), timeout=20) -> subprocess.CompletedProcess:
     return subprocess.run(
-        watch_argv(args, prefix), capture_output=True, text=True, timeout=timeout,
+        watch_argv(args, prefix),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         cwd="/",
     )
 
@@ -103,9 +105,7 @@ def test_text_lines(tmpfs):
     with WatchCli([tmpfs]) as cli:
         cli.wait_ready()
         with LiveWriter(path) as writer:
-            lines = cli.lines_until(
-                lambda ls: any(b"close_write" in x for x in ls)
-            )
+            lines = cli.lines_until(lambda ls: any(b"close_write" in x for x in ls))
     line = [x for x in lines if b"close_write" in x][0].decode()
     clock, process, kinds, shown = line.rstrip("\n").split(" ")
     assert process == f"bash({writer.proc.pid})" and "close_write" in kinds.split(",")
@@ -159,7 +159,9 @@ def test_closed_output_pipe_in_a_shell_pipeline(tmpfs):
         "echo status=${PIPESTATUS[0]} >&2"
     )
     shell = subprocess.Popen(
-        ["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ["bash", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
     try:
@@ -211,7 +213,7 @@ def test_own_output_file_is_not_reported(tmpfs):
 
 
 def test_csv_header_and_rows(tmpfs):
-    path = os.path.join(tmpfs, "a,b\"c")
+    path = os.path.join(tmpfs, 'a,b"c')
     with WatchCli(["--csv", "-e", "create", tmpfs]) as cli:
         cli.wait_ready()
         touch(path)
@@ -229,8 +231,16 @@ def test_format_placeholders(tmpfs):
         cli.wait_ready()
         with LiveWriter(path, prefix=as_unprivileged_user([])) as writer:
             [line] = cli.lines_until(lambda ls: len(ls) >= 1)
-    events, shown, is_dir, pid, comm, uid, process = line.decode().rstrip("\n").split("|")
-    assert (events, shown, is_dir, comm, uid) == ("create", path, "False", "bash", "65534")
+    events, shown, is_dir, pid, comm, uid, process = (
+        line.decode().rstrip("\n").split("|")
+    )
+    assert (events, shown, is_dir, comm, uid) == (
+        "create",
+        path,
+        "False",
+        "bash",
+        "65534",
+    )
     assert pid == str(writer.proc.pid) and process == f"bash({pid})"
 
 
@@ -315,8 +325,18 @@ def test_event_selection(tmpfs):
 def test_include_exclude_globs(tmpfs):
     os.makedirs(os.path.join(tmpfs, "src", "deep"))
     os.makedirs(os.path.join(tmpfs, "build"))
-    args = ["--json", "-e", "create", "--include", "**/src/**",
-            "--include", "*.md", "--exclude", "*.tmp", tmpfs]
+    args = [
+        "--json",
+        "-e",
+        "create",
+        "--include",
+        "**/src/**",
+        "--include",
+        "*.md",
+        "--exclude",
+        "*.tmp",
+        tmpfs,
+    ]
     wanted = [f"{tmpfs}/src/deep/a.py", f"{tmpfs}/build/README.md"]
     unwanted = [f"{tmpfs}/build/a.py", f"{tmpfs}/src/deep/x.tmp"]
     with WatchCli(args) as cli:
@@ -334,7 +354,9 @@ def test_pid_filters(tmpfs):
             ("--exclude-pid", chosen, other),
         ):
             marker = f"{tmpfs}/marker{option}"
-            with WatchCli(["--json", "-e", "create", option, str(chosen.pid), tmpfs]) as cli:
+            with WatchCli(
+                ["--json", "-e", "create", option, str(chosen.pid), tmpfs]
+            ) as cli:
                 cli.wait_ready()
                 writer.write(f"{tmpfs}/dropped{option}")
                 marker_writer.write(marker)
@@ -451,7 +473,9 @@ def test_overflow_in_the_stream_and_counted_at_exit(tmpfs, small_queue, style):
     flagged = [x for x in lines if b"overflow" in x]
     assert len(flagged) == 1
     if style == "text":
-        assert flagged[0].decode().rstrip("\n").endswith(" - overflow (events were lost)")
+        assert (
+            flagged[0].decode().rstrip("\n").endswith(" - overflow (events were lost)")
+        )
     else:
         record = json.loads(flagged[0])
         assert record["events"] == ["overflow"] and record["path"] is None

@@ -138,7 +138,8 @@ def test_events_outside_the_tree_are_not_reported(tmpfs, mode):
     os.mkdir(outside)
     with Watcher([inside], mode=mode) as watcher:
         run_py(
-            f"open({outside + '/f'!r}, 'wb').close(); open({inside + '/f'!r}, 'wb').close()"
+            f"open({outside + '/f'!r}, 'wb').close()\n"
+            f"open({inside + '/f'!r}, 'wb').close()"
         )
         events = collect(watcher, has("close_write", b(inside + "/f")))
         events += drain(watcher)
@@ -216,7 +217,10 @@ ODD_NAMES = [
 def test_odd_names_are_exact_bytes(tmpfs, mode, name):
     path = b(tmpfs) + b"/" + name
     with Watcher([tmpfs], mode=mode) as watcher:
-        run_py(f"import os; os.close(os.open(bytes.fromhex({path.hex()!r}), os.O_CREAT|os.O_WRONLY))")
+        run_py(
+            f"import os; p = bytes.fromhex({path.hex()!r})\n"
+            "os.close(os.open(p, os.O_CREAT | os.O_WRONLY))"
+        )
         events = collect(watcher, has("close_write", path))
     assert find(events, "create", path)
     assert find(events, "close_write", path)
@@ -243,11 +247,10 @@ def test_path_near_path_max(tmpfs, mode):
 def test_file_deleted_and_recreated_under_the_same_name(tmpfs, mode):
     path = os.path.join(tmpfs, "f")
     write_file(path)
-    with Watcher([tmpfs], events=FAN_CREATE | FAN_DELETE | FAN_MODIFY, mode=mode) as watcher:
-        run_py(
-            f"import os; os.unlink({path!r})\n"
-            f"open({path!r}, 'wb').write(b'second')"
-        )
+    with Watcher(
+        [tmpfs], events=FAN_CREATE | FAN_DELETE | FAN_MODIFY, mode=mode
+    ) as watcher:
+        run_py(f"import os; os.unlink({path!r})\nopen({path!r}, 'wb').write(b'second')")
         events = collect(watcher, has("modify", b(path)))
     # The kernel merges the new file's create and modify into one record;
     # it never merges them with the old file's delete.
@@ -326,16 +329,17 @@ def small_queue():
 
 def test_overflow_is_reported_in_the_stream(tmpfs, mode, small_queue):
     with Watcher([tmpfs], mode=mode, unlimited_queue=False) as watcher:
-        run_py(
-            f"for i in range(200): open('{tmpfs}/f%d' % i, 'wb').close()"
-        )
+        run_py(f"for i in range(200): open('{tmpfs}/f%d' % i, 'wb').close()")
         events = drain(watcher)
         overflows = watcher.stats.overflows
     flagged = [e for e in events if e.is_overflow]
     assert len(flagged) == 1 and overflows == 1
     assert flagged[0].path is None and flagged[0].kinds == ["overflow"]
-    assert all(e.path is not None and "overflow" not in e.kinds
-               for e in events if not e.is_overflow)
+    assert all(
+        e.path is not None and "overflow" not in e.kinds
+        for e in events
+        if not e.is_overflow
+    )
     assert len(events) <= small_queue + 1
 
 
@@ -344,14 +348,17 @@ def test_overflow_is_reported_in_the_stream(tmpfs, mode, small_queue):
 
 @pytest.fixture
 def overlay(tmpfs):
-    parts = {name: os.path.join(tmpfs, name) for name in ("lower", "upper", "work", "merged")}
+    parts = {
+        name: os.path.join(tmpfs, name) for name in ("lower", "upper", "work", "merged")
+    }
     for path in parts.values():
         os.mkdir(path)
     write_file(os.path.join(parts["lower"], "from-lower"))
     options = "lowerdir={lower},upperdir={upper},workdir={work}".format(**parts)
     subprocess.run(
         ["mount", "-t", "overlay", "overlay", "-o", options, parts["merged"]],
-        check=True, timeout=10,
+        check=True,
+        timeout=10,
     )
     try:
         yield parts["merged"]
@@ -406,8 +413,9 @@ def test_iteration_yields_events(tmpfs):
 def test_context_manager_closes_groups(tmpfs):
     with Watcher([tmpfs]) as watcher:
         fds = [s.group.fileno() for s in watcher._sources]
-        assert fds and all(os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[fanotify]"
-                           for fd in fds)
+        assert fds and all(
+            os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[fanotify]" for fd in fds
+        )
     assert all(s.group.closed for s in watcher._sources) or not watcher._sources
     for fd in fds:
         with pytest.raises(OSError):

@@ -18,7 +18,8 @@ GLOB_FLAGS = glob.GLOBSTAR | glob.DOTGLOB | glob.BRACE | glob.EXTGLOB
 
 def parse_event_names(names: Iterable[str]) -> int:
     """The event mask for names like ``open,close_write``; ``all`` for every
-    file event. Raises FanwatchError naming an unknown event."""
+    file event. Raises FanwatchError naming an unknown event, or if no
+    event is named at all."""
     mask = 0
     for item in names:
         for name in filter(None, (part.strip().lower() for part in item.split(","))):
@@ -33,6 +34,8 @@ def parse_event_names(names: Iterable[str]) -> int:
             else:
                 known = ", ".join(sorted(USER_EVENTS))
                 raise FanwatchError(f"unknown event {name!r}", hint=f"known events: {known}")
+    if not mask:
+        raise FanwatchError("no event named", hint="for example: -e open,close_write")
 
     return mask
 

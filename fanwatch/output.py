@@ -17,8 +17,10 @@ import string
 import time
 from collections.abc import Callable
 
+from .constants import FAN_OPEN
 from .errors import FanwatchError
 from .events import FileEvent
+from .process import UNKNOWN, ProcessInfo
 
 # The JSON keys, stable across releases (docs/OUTPUT.md describes each).
 JSON_SCHEMA_VERSION = 1
@@ -171,18 +173,34 @@ class CsvFormatter:
 class TemplateFormatter:
     """``--format`` templates such as ``"{time} {comm} {events} {path}"``.
 
-    Raises FanwatchError at construction for an unknown placeholder.
+    Raises FanwatchError at construction for an unknown placeholder or a
+    template that cannot be formatted (unbalanced braces, a format spec that
+    does not fit the value, such as ``{uid:d}`` for an unknown uid).
     """
 
     def __init__(self, template: str) -> None:
         self.template = template.replace("\\t", "\t").replace("\\n", "\n")
-        for _text, name, _spec, _conv in string.Formatter().parse(self.template):
+        known = ", ".join(sorted(FORMAT_FIELDS))
+        try:
+            fields = list(string.Formatter().parse(self.template))
+        except ValueError as exc:
+            raise FanwatchError(f"bad --format template: {exc}") from None
+        for _text, name, _spec, _conv in fields:
             if name is not None and name not in FORMAT_FIELDS:
-                known = ", ".join(sorted(FORMAT_FIELDS))
                 raise FanwatchError(
                     f"unknown placeholder {{{name}}} in --format",
                     hint=f"known placeholders: {known}",
                 )
+        self._try_samples()
+
+    def _try_samples(self) -> None:
+        """Format events with and without process details, so that a spec
+        that fails for some value fails now rather than mid-stream."""
+        for process in (UNKNOWN, ProcessInfo(1, "comm", "/exe", 0, 0, 0)):
+            try:
+                self(FileEvent(FAN_OPEN, b"/", process, 0.0))
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise FanwatchError(f"bad --format template: {exc}") from None
 
     def __call__(self, event: FileEvent) -> str:
         values = {k: ("" if v is None else v) for k, v in _row(event).items()}

@@ -66,7 +66,7 @@ from .events import FileEvent
 from .filters import FILE_EVENTS, EventFilter
 from .group import Group
 from .parser import FileId, RawEvent
-from .paths import PathResolver, join, path_of_fd
+from .paths import PathResolver, handle_key, join, path_of_fd
 from .probe import mark_support, probe as probe_features
 from .process import UNKNOWN, ProcessCache, ProcessInfo
 
@@ -531,11 +531,23 @@ class Watcher:
     ) -> None:
         if source.roots is not None and not self._under_roots(source.roots, path):
             return
+        if mark and target is not None and not self._still_at(path, target):
+            # The directory moved away (or was replaced) before this event
+            # was read: the later event that moved it marks it where it is.
+            return
         if target is not None:
             self._resolver.dirs[target.key()] = path
         if mark or target is None:
             # Whatever was created inside before the mark exists is not seen.
             self._walk_dirs(source, path, mark)
+
+    @staticmethod
+    def _still_at(path: bytes, target: FileId) -> bool:
+        """True if *path* still names the directory *target*."""
+        try:
+            return handle_key(path, target.fsid) == target.key()
+        except OSError:
+            return False
 
     # -- teardown ------------------------------------------------------------
 

@@ -111,6 +111,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class UsageError(FanwatchError):
+    """A bad option value (an unknown event, a bad template): exit status 2."""
+
+    exit_code = exitcodes.USAGE
+
+
+def _check_usage(make, *args):
+    """Call *make*; a FanwatchError it raises is a usage error."""
+    try:
+        return make(*args)
+    except FanwatchError as exc:
+        raise UsageError(str(exc), hint=exc.hint) from None
+
+
 def build_watcher(args: argparse.Namespace) -> Watcher:
     scope = Scope.MOUNT if args.mount else Scope.FILESYSTEM if args.filesystem else Scope.TREE
     event_filter = EventFilter(
@@ -127,7 +141,9 @@ def build_watcher(args: argparse.Namespace) -> Watcher:
     return Watcher(
         args.paths or ["."],
         scope=scope,
-        events=parse_event_names(args.events) if args.events else DEFAULT_EVENTS,
+        events=(
+            _check_usage(parse_event_names, args.events) if args.events else DEFAULT_EVENTS
+        ),
         recursive=args.recursive,
         filter=event_filter,
         process_details=args.process_details,
@@ -162,7 +178,7 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     fmt = "json" if args.json else "csv" if args.csv else "format" if args.format else "text"
-    formatter = formatter_for(fmt, args.format)
+    formatter = _check_usage(formatter_for, fmt, args.format)
     watcher = build_watcher(args)
     try:
         output = open_output(args.output)

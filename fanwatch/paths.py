@@ -137,6 +137,18 @@ class PathResolver:
                 path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
             )
 
+    def opens_handles_of(self, path: bytes | str) -> bool:
+        """True if ``open_by_handle_at`` works here for the filesystem of
+        *path* (it needs CAP_DAC_READ_SEARCH and is blocked by container
+        runtimes' seccomp profiles)."""
+        try:
+            key = handle_key(path)
+        except OSError:
+            return False
+        fid = FileId(*key)
+
+        return self._open_handle(fid) is not None
+
     def resolve(self, fid: FileId) -> bytes | None:
         """The path of the object *fid* names, or None if it cannot be found."""
         key = (fid.fsid, fid.handle_type, fid.handle)

@@ -341,38 +341,49 @@ class Watcher:
                 self.stats.unmarkable.append(path)
 
     def _start_whole(self, scope: Scope) -> None:
-        if not self.privileged:
-            raise NotSupportedError(
-                f"watching a whole {scope.value} needs CAP_SYS_ADMIN in the initial "
-                "user namespace",
-                hint="watch a directory tree instead (works unprivileged), or run "
-                "'fanwatch doctor --for watch-mount'",
-            )
         for path in self.paths:
             support = mark_support(path)
             self._rename_supported = support.rename is None
-            if scope is Scope.MOUNT:
+            if scope is Scope.MOUNT and self.privileged:
                 self._mark_mount_fd_mode(path, roots=False)
                 self.mode_description = "mount mark"
-            elif support.fid_filesystem is None:
-                source = self._new_source(True)
-                source.group.mark(path, self._fid_mask(True), kind=FAN_MARK_FILESYSTEM)
-                self._resolver.add_mount(path)
-                self.stats.marks += 1
-                # Without CAP_DAC_READ_SEARCH (every container runtime's
-                # default) handles resolve only through the directory table.
-                if os.path.isdir(path):
-                    self._walk_dirs(source, path, mark=False)
+            elif scope is Scope.MOUNT and support.fid_mount is None:
+                # A user namespace that mounted this filesystem itself
+                # (Linux 6.16+): file handles only, and no directory events.
+                self._mark_whole_fid(path, FAN_MARK_MOUNT, self.events & ~INODE_ONLY_EVENTS)
+                self.mode_description = "mount mark"
+            elif scope is Scope.FILESYSTEM and support.fid_filesystem is None:
+                self._mark_whole_fid(path, FAN_MARK_FILESYSTEM, self._fid_mask(True))
                 self.mode_description = "filesystem mark"
-            else:
+            elif self.privileged:
                 source = self._new_source(False)
-                source.group.mark(path, self.events & FD_MODE_EVENTS, kind=FAN_MARK_FILESYSTEM)
+                source.group.mark(
+                    path, self.events & FD_MODE_EVENTS, kind=FAN_MARK_FILESYSTEM
+                )
                 self.stats.marks += 1
                 self.notes.append(
                     f"{os.fsdecode(path)}: creations, deletions and renames are not "
                     "reported (no file handles on this filesystem)"
                 )
                 self.mode_description = "filesystem mark with file descriptors"
+            else:
+                raise NotSupportedError(
+                    f"watching a whole {scope.value} needs CAP_SYS_ADMIN in the "
+                    "initial user namespace",
+                    hint="watch a directory tree instead (works unprivileged), or "
+                    "run 'fanwatch doctor --for watch-mount'",
+                )
+
+    def _mark_whole_fid(self, path: bytes, kind: int, mask: int) -> None:
+        """A mount or filesystem mark on a group reporting file handles."""
+        source = self._new_source(True)
+        source.group.mark(path, mask, kind=kind)
+        self.stats.marks += 1
+        self._resolver.add_mount(path)
+        if not self._resolver.opens_handles_of(path) and os.path.isdir(path):
+            # Without CAP_DAC_READ_SEARCH (every container runtime's default)
+            # handles resolve only through the directory table.
+            self._walk_dirs(source, path, mark=False)
 
     # -- reading -------------------------------------------------------------
 

@@ -388,3 +388,35 @@ def test_userns_mount_and_filesystem_marks_on_own_tmpfs(container, tmpfs):
             "admin on its own tmpfs (Linux 6.16): the filesystem mark got EPERM"
         )
     assert results == dict.fromkeys(targets, "event")
+
+
+WATCH_OWN_TMPFS = """
+mkdir /tmp/own && mount -t tmpfs own /tmp/own || exit 90
+"$@" watch --json -c 1 -t 10 /tmp/own > /tmp/out 2> /tmp/err &
+watcher=$!
+for _ in $(seq 200); do grep -q watching /tmp/err && break; sleep 0.05; done
+echo hello > /tmp/own/made-inside
+wait "$watcher"
+echo "status=$?"
+cat /tmp/out /tmp/err
+"""
+
+
+@pytest.mark.parametrize("scope", ["--filesystem", "--mount"])
+def test_userns_watch_whole_own_tmpfs(container, tmpfs, scope):
+    probe = marks_in_userns(container, tmpfs, "filesystem:/tmp/own")
+    if probe["filesystem:/tmp/own"] == "EPERM":
+        pytest.skip(
+            "this kernel has no mount/filesystem marks for a user-namespace "
+            "admin on its own tmpfs (Linux 6.16): the filesystem mark got EPERM"
+        )
+    script = WATCH_OWN_TMPFS.replace("watch --json", f"watch {scope} --json")
+
+    result = container.run(
+        ["sh", "-c", script, "sh", *fanwatch_args()], **userns_sys_admin()
+    )
+
+    assert "status=0" in result.stdout, result
+    event = json.loads(result.stdout.splitlines()[1])
+    assert event["path"] == "/tmp/own/made-inside"
+    assert "Traceback" not in result.stdout

@@ -55,12 +55,16 @@ for _name in USER_EVENTS[:-1]:
 def compile_globs(patterns: Iterable[str]) -> re.Pattern[bytes] | None:
     """One regular expression matching any of *patterns* against a path.
 
-    ``**`` matches any number of directories; a pattern without a slash
-    matches the last component (``*.log`` matches ``/var/x/y.log``).
+    ``**`` matches any number of directories. A pattern that does not start
+    with ``/`` matches the end of a path: ``*.log`` matches ``/var/x/y.log``
+    and ``sub/*.c`` matches ``/src/sub/a.c``. Raises FanwatchError for an
+    empty pattern.
     """
     regexes = []
     for pattern in patterns:
-        if "/" not in pattern:
+        if not pattern:
+            raise FanwatchError("an empty path pattern matches nothing")
+        if not pattern.startswith("/"):
             pattern = "**/" + pattern
         include, _exclude = glob.translate(pattern, flags=GLOB_FLAGS)
         regexes.extend(include)

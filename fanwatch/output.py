@@ -40,17 +40,24 @@ _ESCAPES = {i: f"\\x{i:02x}" for i in range(32)} | {
 
 
 def escape(text: str) -> str:
-    """Make *text* safe on one terminal line: control characters and
-    undecodable bytes become backslash escapes."""
+    """Make *text* safe on one terminal line: control characters, invisible
+    formatting characters (such as bidirectional overrides, which can make a
+    name read as another) and undecodable bytes become backslash escapes."""
     if text.isprintable() and "\\" not in text:
         return text
     out = []
-    for char in text.translate(_ESCAPES):
+    for char in text:
         code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
+        if code in _ESCAPES:
+            out.append(_ESCAPES[code])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode
             out.append(f"\\x{code - 0xDC00:02x}")
-        else:
+        elif char.isprintable():
             out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
 
     return "".join(out)
 
@@ -82,11 +89,10 @@ def format_text(event: FileEvent) -> str:
     if event.is_overflow:
         return f"{_clock(event.time)} - overflow (events were lost)"
     kinds = ",".join(event.kinds)
-    path = _path_label(event.path)
+    slash = "/" if event.is_dir else ""
+    path = _path_label(event.path) + slash
     if event.old_path is not None:
-        path = f"{_path_label(event.old_path)} -> {path}"
-    if event.is_dir:
-        path += "/"
+        path = f"{_path_label(event.old_path)}{slash} -> {path}"
 
     return f"{_clock(event.time)} {process_label(event)} {kinds} {path}"
 
@@ -179,6 +185,8 @@ class TemplateFormatter:
     """
 
     def __init__(self, template: str) -> None:
+        if not template:
+            raise FanwatchError("an empty --format template prints nothing")
         self.template = template.replace("\\t", "\t").replace("\\n", "\n")
         known = ", ".join(sorted(FORMAT_FIELDS))
         try:

@@ -184,6 +184,17 @@ class PathResolver:
         finally:
             os.close(fd)
 
+    def remember_file(self, fid: FileId, path: bytes) -> None:
+        """Record where the object *fid* was last seen (bounded, oldest out)."""
+        key = (fid.fsid, fid.handle_type, fid.handle)
+        self._cache[key] = path
+        self._cache.move_to_end(key)
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def forget_file(self, fid: FileId) -> None:
+        self._cache.pop((fid.fsid, fid.handle_type, fid.handle), None)
+
     def forget_cached(self) -> None:
         """Drop the ``open_by_handle_at`` cache (after a directory moved)."""
         self._cache.clear()

@@ -53,8 +53,10 @@ from .constants import (
     FAN_ONDIR,
     FAN_OPEN,
     FAN_OPEN_EXEC,
+    FAN_Q_OVERFLOW,
     FAN_RENAME,
     FAN_REPORT_DFID_NAME,
+    FAN_REPORT_FD_ERROR,
     FAN_REPORT_FID,
     FAN_REPORT_PIDFD,
     FAN_REPORT_TARGET_FID,
@@ -77,6 +79,14 @@ FD_MODE_EVENTS = (
 # Events a mount mark cannot carry even with file handles.
 INODE_ONLY_EVENTS = FAN_ATTRIB | DIRENT_EVENTS | FAN_DELETE_SELF | FAN_MOVE_SELF
 DEFAULT_EVENTS = FILE_EVENTS
+TRACKING_EVENTS = FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_MOVED_FROM | FAN_MOVED_TO
+
+
+# A directory that vanished, cannot be read, or is deeper than PATH_MAX is
+# skipped (and counted), not fatal.
+UNMARKABLE_ERRNOS = frozenset(
+    {errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ELOOP, errno.ENAMETOOLONG}
+)
 
 
 class Scope(enum.Enum):
@@ -106,6 +116,7 @@ class WatchStats:
     own: int = 0
     filtered: int = 0
     unresolved: int = 0
+    read_errors: int = 0
     malformed: int = 0
     marks: int = 0
     unmarkable: list[bytes] = field(default_factory=list)
@@ -137,7 +148,9 @@ class Watcher:
         mode: str = "auto",
         unlimited_queue: bool = True,
     ) -> None:
-        self.paths = [os.path.abspath(os.fsencode(p)) for p in paths]
+        # Real paths: events name files by where they really are, so a
+        # watched path given through a symlink must be compared that way.
+        self.paths = list(dict.fromkeys(os.path.realpath(os.fsencode(p)) for p in paths))
         self.scope = scope
         self.events = events
         self.recursive = recursive
@@ -146,6 +159,7 @@ class Watcher:
         self.unlimited_queue = unlimited_queue
         self.features = probe_features()
         self.privileged = self._choose_privilege(mode)
+        self.forced_unprivileged = mode == "unprivileged" and self.features.privileged
         self.notes: list[str] = []
         self.stats = WatchStats()
         self.mode_description = ""
@@ -156,6 +170,11 @@ class Watcher:
         self._poll = select.poll()
         self._by_fd: dict[int, _Source] = {}
         self._rename_supported = True
+        # Events the caller asked for; the marks carry more (see _fid_mask).
+        self._visible = events | FAN_Q_OVERFLOW
+        if events & (FAN_MOVED_FROM | FAN_MOVED_TO):
+            self._visible |= FAN_RENAME
+        self._remembers_files = bool(events & (FAN_DELETE_SELF | FAN_MOVE_SELF))
         try:
             self._start()
         except BaseException:
@@ -190,11 +209,18 @@ class Watcher:
         for source in self._sources:
             self._poll.register(source.group.fileno(), select.POLLIN)
             self._by_fd[source.group.fileno()] = source
-        if not self.privileged:
-            self.notes.append(
+        if self.forced_unprivileged:
+            self._note("unprivileged mode: the kernel queue is limited (overflows "
+                       "lose events) and new directories are watched once seen")
+        elif not self.privileged:
+            self._note(
                 "no CAP_SYS_ADMIN: process ids are not reported (pid 0) and "
                 "the kernel queue is limited (overflows lose events)"
             )
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
     def _group_flags(self, reports_fids: bool) -> int:
         flags = FAN_CLASS_NOTIF
@@ -210,6 +236,11 @@ class Watcher:
                 flags |= FAN_UNLIMITED_QUEUE
             if self.features.has("pidfd"):
                 flags |= FAN_REPORT_PIDFD
+            if not reports_fids and self.features.has("fd_error"):
+                # A file that cannot be opened for the event (a /proc file
+                # of a process that just exited) then fails only its own
+                # event instead of the whole read().
+                flags |= FAN_REPORT_FD_ERROR
 
         return flags
 
@@ -225,7 +256,9 @@ class Watcher:
         return source
 
     def _fid_mask(self, whole: bool) -> int:
-        mask = self.events | FAN_ONDIR
+        # Directory creations, deletions and renames are always asked for:
+        # they keep the directory table right even when not reported.
+        mask = self.events | TRACKING_EVENTS | FAN_ONDIR
         if not whole:
             mask |= FAN_EVENT_ON_CHILD
         if mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_RENAME) and self._rename_supported:
@@ -240,7 +273,9 @@ class Watcher:
         for path in self.paths:
             support = mark_support(path)
             self._rename_supported = support.rename is None
-            if self.privileged and support.fid_filesystem is None:
+            if not self.recursive and support.fid_inode is None:
+                self._mark_tree_inodes(path)
+            elif self.privileged and support.fid_filesystem is None:
                 self._mark_filesystem_subtree(path)
             elif self.privileged and support.fd_mount is None:
                 self._mark_mount_fd_mode(path, roots=True)
@@ -284,8 +319,9 @@ class Watcher:
                 else "this filesystem cannot report file handles for mount or "
                 "filesystem marks"
             )
-            self.notes.append(
-                f"{os.fsdecode(path)}: creations, deletions, renames and attribute "
+            where = "this mount" if self.scope is Scope.MOUNT else os.fsdecode(path)
+            self._note(
+                f"{where}: creations, deletions, renames and attribute "
                 f"changes are not reported ({why})"
             )
         self.mode_description = "mount mark with file descriptors"
@@ -317,7 +353,7 @@ class Watcher:
                 self.stats.marks += 1
             self._resolver.add_dir(path)
         except OSError as exc:
-            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.ELOOP):
+            if exc.errno in UNMARKABLE_ERRNOS:
                 self.stats.unmarkable.append(path)
                 return False
             raise
@@ -395,7 +431,15 @@ class Watcher:
         events: list[FileEvent] = []
         for fd, _flags in ready:
             source = self._by_fd[fd]
-            with source.group.read(0) as batch:
+            try:
+                batch = source.group.read(0)
+            except OSError:
+                # The kernel could not hand over one event (for instance an
+                # fd for a file that vanished); that event is lost, the
+                # rest keep coming.
+                self.stats.read_errors += 1
+                continue
+            with batch:
                 now = time.time()
                 for raw in batch:
                     event = self._convert(source, raw, now)
@@ -431,15 +475,20 @@ class Watcher:
         if raw.is_overflow:
             self.stats.overflows += 1
             return FileEvent(raw.mask, None, UNKNOWN, now)
-        if raw.pid == self._own_pid:
+        own = raw.pid == self._own_pid
+        if own and not (raw.mask & FAN_ONDIR and raw.mask & TRACKING_EVENTS):
             self.stats.own += 1
             return None
-        if not self.filter.pid_ok(raw.pid):
+        if not own and not self.filter.pid_ok(raw.pid):
             self.stats.filtered += 1
             return None
 
         event = self._locate(source, raw, now)
-        if event is None:
+        if own:
+            # Our own directory changes still had to move the table along.
+            self.stats.own += 1
+            return None
+        if event is None or not event.mask & self._visible:
             self.stats.filtered += 1
             return None
         if not self.filter.path_ok(event.path, event.old_path):
@@ -487,12 +536,23 @@ class Watcher:
 
         if event.is_dir and raw.mask & (DIRENT_EVENTS | FAN_DELETE_SELF | FAN_MOVE_SELF):
             self._directory_changed(source, event, raw.fid)
+        elif self._remembers_files and raw.fid is not None:
+            self._remember_file(raw, event)
         if source.roots is not None and not self._under_roots(
             source.roots, event.path, event.old_path
         ):
             return None
+        event.mask &= self._visible | FAN_ONDIR
 
         return event
+
+    def _remember_file(self, raw: RawEvent, event: FileEvent) -> None:
+        """Events on a file itself (delete_self, move_self) carry only its
+        handle: remember the path each other event of that file gave."""
+        if raw.mask & FAN_DELETE_SELF:
+            self._resolver.forget_file(raw.fid)
+        elif event.path is not None and (raw.dir_fid or raw.new_dir_fid):
+            self._resolver.remember_file(raw.fid, event.path)
 
     def _entry_path(self, dir_fid: FileId | None, name: bytes | None) -> bytes | None:
         if dir_fid is None:

@@ -59,7 +59,7 @@ def test_text_rename_directory_and_unknown_process():
     line = format_text(
         event(b"/new", FAN_RENAME | FAN_ONDIR, UNKNOWN, old_path=b"/old")
     )
-    assert line.endswith(" ? rename /old -> /new/")
+    assert line.endswith(" ? rename /old/ -> /new/")
 
 
 def test_text_gone_process():

@@ -246,8 +246,18 @@ def test_format_placeholders(tmpfs):
 
 @pytest.mark.parametrize(
     "args",
-    [["--format", "{nope}"], ["--format", "{path"], ["-e", "bogus"], ["-e", ","]],
-    ids=["unknown-placeholder", "unbalanced", "unknown-event", "no-event"],
+    [
+        ["--format", "{nope}"],
+        ["--format", "{path"],
+        ["--format", ""],
+        ["-e", "bogus"],
+        ["-e", ","],
+        ["--include", ""],
+    ],
+    ids=[
+        "unknown-placeholder", "unbalanced", "empty-format", "unknown-event",
+        "no-event", "empty-glob",
+    ],
 )
 def test_bad_option_values_are_usage_errors(tmpfs, args):
     result = run_watch([*args, "-t", "0.2", tmpfs])
@@ -256,13 +266,24 @@ def test_bad_option_values_are_usage_errors(tmpfs, args):
     assert_no_traceback(result.stderr)
 
 
-def test_missing_path_is_one_line(tmpfs):
+def test_missing_path_is_one_line_and_a_usage_error(tmpfs):
     missing = os.path.join(tmpfs, "missing")
-    result = run_watch([missing])
-    assert result.returncode == 1
-    assert error_lines(result.stderr) == [
-        f"fanwatch: {missing}: No such file or directory"
-    ]
+    dangling = os.path.join(tmpfs, "dangling")
+    os.symlink(missing, dangling)
+
+    for path in (missing, dangling):
+        result = run_watch([path])
+        assert result.returncode == 2
+        assert error_lines(result.stderr) == [
+            f"fanwatch: {path}: no such file or directory"
+        ]
+
+
+def test_empty_path_is_refused(tmpfs):
+    result = run_watch([""])
+
+    assert result.returncode == 2
+    assert error_lines(result.stderr) == ["fanwatch: an empty PATH names nothing"]
 
 
 def test_mount_scope_reports_every_open_and_close_write(tmpfs):
@@ -481,3 +502,20 @@ def test_overflow_in_the_stream_and_counted_at_exit(tmpfs, small_queue, style):
         assert record["events"] == ["overflow"] and record["path"] is None
     assert len(lines) <= 33
     assert "queue overflowed 1 time(s)" in cli.stderr
+
+
+def test_process_filters_are_refused_where_no_pid_is_reported(tmpfs):
+    result = run_watch(
+        ["--comm", "touch", "-t", "0.2", tmpfs], prefix=without_sys_admin([])
+    )
+
+    assert result.returncode == 2
+    assert "process ids are not reported" in result.stderr
+    assert_no_traceback(result.stderr)
+
+
+def test_process_details_filters_need_process_details(tmpfs):
+    result = run_watch(["--no-process", "--uid", "0", "-t", "0.2", tmpfs])
+
+    assert result.returncode == 2
+    assert "--no-process" in result.stderr

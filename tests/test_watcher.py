@@ -450,3 +450,89 @@ def test_missing_path_raises_file_not_found(tmpfs):
     with pytest.raises(FileNotFoundError) as info:
         Watcher([os.path.join(tmpfs, "missing")])
     assert info.value.filename == b(os.path.join(tmpfs, "missing"))
+
+
+# -- paths stay right whatever events are reported --------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "unprivileged"])
+def test_directory_rename_is_tracked_when_renames_are_not_reported(tmpfs, mode):
+    os.makedirs(f"{tmpfs}/old/sub")
+    with open(f"{tmpfs}/old/sub/f", "w") as f:
+        f.write("x")
+    target = os.fsencode(f"{tmpfs}/new/sub/f")
+
+    with Watcher([tmpfs], events=FAN_OPEN, mode=mode) as watcher:
+        os.rename(f"{tmpfs}/old", f"{tmpfs}/new")
+        run_py(f"open({f'{tmpfs}/new/sub/f'!r}).close()")
+        events = collect(watcher, has("open", target))
+
+    assert find(events, "open", target), events
+    assert all(e.kinds == ["open"] for e in events), events
+
+
+@pytest.mark.parametrize("mode", ["auto", "unprivileged"])
+def test_a_path_given_through_a_symlink_is_watched(tmpfs, mode):
+    os.mkdir(f"{tmpfs}/real")
+    os.symlink(f"{tmpfs}/real", f"{tmpfs}/link")
+    target = os.fsencode(f"{tmpfs}/real/made")
+
+    with Watcher([f"{tmpfs}/link"], events=FAN_CREATE, mode=mode) as watcher:
+        run_py(f"open({f'{tmpfs}/link/made'!r}, 'w').close()")
+        events = collect(watcher, has("create", target))
+
+    assert find(events, "create", target), events
+
+
+def test_not_recursive_reports_direct_entries_only_with_privilege(tmpfs):
+    os.makedirs(f"{tmpfs}/a/b")
+
+    with Watcher([tmpfs], events=FAN_CREATE, recursive=False) as watcher:
+        assert watcher.privileged
+        run_py(
+            "import sys\n"
+            "for p in sys.argv[1:]: open(p, 'w').close()\n".replace("sys.argv[1:]",
+            repr([f"{tmpfs}/a/b/deep", f"{tmpfs}/a/mid", f"{tmpfs}/top"]))
+        )
+        events = drain(watcher, 0.5)
+
+    assert [e.path for e in events] == [os.fsencode(f"{tmpfs}/top")]
+
+
+@pytest.mark.parametrize("mode", ["auto", "unprivileged"])
+def test_a_tree_deeper_than_path_max_is_watched_where_it_can_be(tmpfs, mode):
+    deep = tmpfs
+    fd = os.open(tmpfs, os.O_RDONLY)
+    try:
+        # Build 600 levels with *at() calls: no single path is that long.
+        for _ in range(600):
+            os.mkdir("d" * 20, dir_fd=fd)
+            new = os.open("d" * 20, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+    finally:
+        os.close(fd)
+    target = os.fsencode(f"{tmpfs}/top")
+
+    with Watcher([tmpfs], events=FAN_CREATE, mode=mode) as watcher:
+        assert watcher.stats.unmarkable, "the deepest directories cannot be named"
+        run_py(f"open({f'{tmpfs}/top'!r}, 'w').close()")
+        events = collect(watcher, has("create", target))
+
+    assert find(events, "create", target), events
+    del deep
+
+
+def test_delete_self_of_a_file_has_its_path(tmpfs):
+    from fanwatch.constants import FAN_DELETE_SELF
+
+    path = f"{tmpfs}/doomed"
+    open(path, "w").close()
+    with Watcher([tmpfs], events=FAN_DELETE_SELF | FAN_OPEN) as watcher:
+        run_py(f"open({path!r}).close()")
+        collect(watcher, has("open", os.fsencode(path)))
+        run_py(f"import os; os.rename({path!r}, {path + '2'!r}); os.unlink({path + '2'!r})")
+        events = collect(watcher, lambda got: any("delete_self" in e.kinds for e in got))
+
+    gone = [e for e in events if "delete_self" in e.kinds]
+    assert [e.path for e in gone] == [os.fsencode(path + "2")], events

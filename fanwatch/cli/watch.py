@@ -66,8 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="report only paths matching GLOB (** for subtrees)")
     chosen.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                         help="never report paths matching GLOB")
-    for name, kind, what in (("pid", int, "process id"), ("comm", str, "command name"),
-                             ("uid", int, "user id")):
+    for name, kind, what in (("pid", _id, "process id"), ("comm", str, "command name"),
+                             ("uid", _id, "user id")):
         chosen.add_argument(f"--{name}", action="append", type=kind, default=[],
                             metavar=name.upper(), help=f"only events by this {what}")
         chosen.add_argument(f"--exclude-{name}", action="append", type=kind,
@@ -104,10 +104,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# About 30 years: beyond it a timeout is a typo, and time arithmetic overflows.
+MAX_SECONDS = 1e9
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_SECONDS:.0f}"
+        )
+    return value
+
+
+def _id(text: str) -> int:
+    """A pid or uid: a non-negative integer."""
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError("must be a number from 0 to 4294967295")
     return value
 
 
@@ -117,17 +131,18 @@ class UsageError(FanwatchError):
     exit_code = exitcodes.USAGE
 
 
-def _check_usage(make, *args):
+def _check_usage(make, *args, **kwargs):
     """Call *make*; a FanwatchError it raises is a usage error."""
     try:
-        return make(*args)
+        return make(*args, **kwargs)
     except FanwatchError as exc:
         raise UsageError(str(exc), hint=exc.hint) from None
 
 
 def build_watcher(args: argparse.Namespace) -> Watcher:
     scope = Scope.MOUNT if args.mount else Scope.FILESYSTEM if args.filesystem else Scope.TREE
-    event_filter = EventFilter(
+    event_filter = _check_usage(
+        EventFilter,
         include=args.include,
         exclude=args.exclude,
         pids=set(args.pid),
@@ -138,8 +153,10 @@ def build_watcher(args: argparse.Namespace) -> Watcher:
         exclude_uids=set(args.exclude_uid),
     )
 
-    return Watcher(
-        args.paths or ["."],
+    paths = args.paths or ["."]
+    _check_paths(paths)
+    watcher = Watcher(
+        paths,
         scope=scope,
         events=(
             _check_usage(parse_event_names, args.events) if args.events else DEFAULT_EVENTS
@@ -149,6 +166,43 @@ def build_watcher(args: argparse.Namespace) -> Watcher:
         process_details=args.process_details,
         mode="unprivileged" if args.unprivileged else "auto",
     )
+    try:
+        _check_process_filters(args, watcher)
+    except BaseException:
+        watcher.close()
+        raise
+
+    return watcher
+
+
+def _check_paths(paths: list[str]) -> None:
+    for path in paths:
+        if not path:
+            raise UsageError("an empty PATH names nothing")
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such file or directory")
+
+
+def _check_process_filters(args: argparse.Namespace, watcher: Watcher) -> None:
+    """Process filters cannot match where the kernel gives no pid, or where
+    process details are not read: refuse them rather than print nothing."""
+    wanted = [
+        f"--{name}" for name in ("pid", "comm", "uid", "exclude_pid", "exclude_comm",
+                                 "exclude_uid")
+        if getattr(args, name)
+    ]
+    if not wanted:
+        return
+    options = ", ".join(option.replace("_", "-") for option in wanted)
+    if not watcher.privileged:
+        raise UsageError(
+            f"{options}: process ids are not reported in unprivileged mode",
+            hint="run with CAP_SYS_ADMIN ('fanwatch doctor' shows how)",
+        )
+    needs_details = [o for o in wanted if "pid" not in o]
+    if needs_details and not args.process_details:
+        raise UsageError(f"{', '.join(needs_details)}: needs process details, "
+                         "which --no-process turns off")
 
 
 def open_output(path: str | None) -> TextIO:
@@ -177,7 +231,12 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    fmt = "json" if args.json else "csv" if args.csv else "format" if args.format else "text"
+    fmt = (
+        "json" if args.json
+        else "csv" if args.csv
+        else "format" if args.format is not None
+        else "text"
+    )
     formatter = _check_usage(formatter_for, fmt, args.format)
     watcher = build_watcher(args)
     try:

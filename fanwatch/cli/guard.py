@@ -7,6 +7,7 @@ import os
 
 from ..errors import FanwatchError, NotSupportedError, PolicyError
 from ..guard import DEFAULT_DEADLINE, DEFAULT_WATCHDOG, Guard, GuardConfig
+from ..guard.core import MAX_WORKERS
 from ..policy import load_policy
 from . import exitcodes
 
@@ -80,7 +81,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=4,
         metavar="N",
-        help="threads reading /proc (default 4)",
+        help=f"threads reading /proc, 1 to {MAX_WORKERS} (default 4)",
     )
     parser.set_defaults(run=run)
 
@@ -125,8 +126,8 @@ def config_from_args(args: argparse.Namespace) -> GuardConfig:
     for path in [args.mount] if args.mount else args.paths:
         if not os.path.exists(path):
             raise _usage(f"{path}: no such file or directory")
-    if args.workers < 1:
-        raise _usage("--workers must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise _usage(f"--workers must be between 1 and {MAX_WORKERS}")
     log = args.log if args.log is not None else ("-" if args.policy else None)
 
     return GuardConfig(

@@ -51,7 +51,7 @@ from ..constants import (
     FAN_UNLIMITED_QUEUE,
     PERMISSION_EVENTS,
 )
-from ..errors import NotSupportedError, PolicyError
+from ..errors import FanwatchError, NotSupportedError, PolicyError
 from ..group import DEFAULT_EVENT_F_FLAGS, RESPONSE, Group
 from ..parser import parse_events
 from ..policy import (
@@ -70,6 +70,9 @@ from .notify import Notifier
 DEFAULT_DEADLINE = 0.25
 DEFAULT_WATCHDOG = 5.0
 DEFAULT_WORKERS = 4
+# Workers only read /proc; more than this buys nothing and each thread
+# costs a stack.
+MAX_WORKERS = 64
 # Inodes given an ignore mark before the kernel cache is flushed: on tmpfs
 # inodes are never evicted, so evictable marks would pile up.
 KERNEL_CACHE_LIMIT = 1 << 17
@@ -203,14 +206,48 @@ class Guard:
     # -- setup -----------------------------------------------------------------
 
     def setup(self) -> None:
-        """Open the log, create the group, place the marks, say "ready"."""
+        """Open the log, create the group, place the marks, start the
+        threads, and only then say "ready".
+
+        Raises OSError or NotSupportedError if the group or a mark cannot
+        be made, FanwatchError if a thread cannot be started.
+        """
         self._open_log()
         ready = self._open_ready_file()
-        self.group = self._make_group()
-        self.group_fd = self.group.fileno()
-        self.mask = self._wanted_mask()
-        self._place_marks()
+        try:
+            self.group = self._make_group()
+            self.group_fd = self.group.fileno()
+            self.mask = self._wanted_mask()
+            self._place_marks()
+            self._install_signals()
+            self._start_threads()
+        except BaseException:
+            _discard_ready_file(ready)
+            raise
         self._announce_ready(ready)
+
+    def _start_threads(self) -> None:
+        """Start the log writer, the workers and the watchdog.
+
+        Raises FanwatchError if the system refuses a thread, after closing
+        the group: the kernel then allows every access already waiting.
+        """
+        self.progress = time.monotonic()
+        try:
+            self.log.start()
+            for n in range(self.config.workers):
+                name = f"fanwatch-worker-{n}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+            threading.Thread(
+                target=self._watch, name="fanwatch-watchdog", daemon=True
+            ).start()
+        except RuntimeError as exc:
+            self.stopping.set()
+            self.group.close()
+            raise FanwatchError(
+                f"cannot start the guard's threads: {exc}",
+                hint="fewer --workers, or raise the task limit (pids cgroup)",
+            ) from exc
 
     def _open_log(self) -> None:
         path = self.config.log_path
@@ -323,23 +360,13 @@ class Guard:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> int:
-        """Answer events until SIGTERM/SIGINT; returns the exit code."""
-        self._install_signals()
+        """Answer events until SIGTERM/SIGINT; returns the exit code.
+
+        Call :meth:`setup` first: it starts the threads this loop needs.
+        """
         # The loop competes with the log writer and the workers for the
         # GIL; a short switch interval bounds how long it can wait.
         sys.setswitchinterval(0.0005)
-        self.log.start()
-        workers = [
-            threading.Thread(
-                target=self._work, name=f"fanwatch-worker-{n}", daemon=True
-            )
-            for n in range(self.config.workers)
-        ]
-        for worker in workers:
-            worker.start()
-        threading.Thread(
-            target=self._watch, name="fanwatch-watchdog", daemon=True
-        ).start()
         poller = select.poll()
         poller.register(self.group_fd, select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
@@ -877,6 +904,17 @@ def _readlink(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+def _discard_ready_file(ready: tuple[int, str] | None) -> None:
+    if ready is None:
+        return
+    fd, temporary = ready
+    _close(fd)
+    try:
+        os.unlink(temporary)
+    except OSError:
+        pass
 
 
 def _close(fd: int | None) -> None:

@@ -74,3 +74,23 @@ def test_a_thread_that_cannot_start_releases_the_group_before_ready(
     assert "ready" not in err and "Traceback" not in err
     assert not ready.exists()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--deadline", "nan"),
+        ("--deadline", "inf"),
+        ("--deadline", "-inf"),
+        ("--deadline", "0"),
+        ("--deadline", "1e12"),
+        ("--watchdog", "nan"),
+        ("--watchdog", "inf"),
+        ("--watchdog", "0.01"),
+        ("--watchdog", "1e9"),
+    ],
+)
+def test_non_finite_or_absurd_times_are_usage_errors(tmpfs, option, value):
+    code, err = run_guard(f"{option}={value}", tmpfs)
+    assert code == 2
+    assert f"argument {option}: must be between" in err

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, without_sys_admin
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,3 +94,24 @@ def test_non_finite_or_absurd_times_are_usage_errors(tmpfs, option, value):
     code, err = run_guard(f"{option}={value}", tmpfs)
     assert code == 2
     assert f"argument {option}: must be between" in err
+
+
+def test_without_cap_sys_admin_permission_events_are_not_supported(tmpfs):
+    code, err = run_guard(tmpfs, prefix=without_sys_admin([]))
+    assert code == 3
+    lines = err.splitlines()
+    assert lines[0].startswith("fanwatch: permission events are not supported here")
+    assert "fanwatch doctor --for guard" in lines[1]
+    assert len(lines) == 2
+
+
+def test_root_of_a_user_namespace_cannot_guard_its_own_tmpfs(tmp_path):
+    # CAP_SYS_ADMIN inside a user namespace, over a tmpfs that namespace
+    # mounted: still no permission events (initial user namespace only).
+    guarded = tmp_path / "mnt"
+    guarded.mkdir()
+    inner = f"mount -t tmpfs x {guarded} && exec \"$@\""
+    prefix = ["unshare", "-Urm", "sh", "-c", inner, "sh"]
+    code, err = run_guard(str(guarded), prefix=prefix)
+    assert code == 3
+    assert "permission events are not supported here" in err

@@ -272,6 +272,22 @@ class Guard:
         return fd, temporary
 
     def _make_group(self) -> Group:
+        """The permission group; raises NotSupportedError where the kernel,
+        the capabilities or a seccomp filter allow none, OSError otherwise."""
+        try:
+            return self._make_permission_group()
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOSYS):
+                raise
+            raise NotSupportedError(
+                "permission events are not supported here: the kernel refused "
+                f"a permission group ({exc.strerror})",
+                hint="they need CAP_SYS_ADMIN in the initial user namespace "
+                "and no seccomp filter blocking fanotify_init; "
+                "run 'fanwatch doctor --for guard'",
+            ) from exc
+
+    def _make_permission_group(self) -> Group:
         flags = FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS
         if self.policy is not None and self.policy.policy.depends_on_process:
             flags |= FAN_REPORT_PIDFD

@@ -354,6 +354,20 @@ def test_without_a_policy_allows_and_prints_like_the_man_page_example(tmpfs, tmp
     assert lines.count(f"FAN_OPEN_PERM: File {target}") == 2
 
 
+def test_without_a_policy_names_are_escaped_onto_one_line(tmpfs, tmp_path):
+    target = make_file(f"{tmpfs}/a\nFAN_OPEN_PERM: File /forged\tx")
+    with RunningGuard(tmp_path, None, args=["--mount", tmpfs], log=False) as guard:
+        with open(target, "a") as f:
+            f.write("x")
+        guard.wait_for_records(lambda r: False, timeout=0.3)
+        guard.stop()
+    escaped = f"{tmpfs}/a\\nFAN_OPEN_PERM: File /forged\\tx"
+    assert guard.stdout().splitlines() == [
+        f"FAN_OPEN_PERM: File {escaped}",
+        f"FAN_CLOSE_WRITE: File {escaped}",
+    ]
+
+
 def test_systemd_readiness_and_watchdog_notifications(tmpfs, tmp_path):
     address = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -53,6 +53,7 @@ from ..constants import (
 )
 from ..errors import FanwatchError, NotSupportedError, PolicyError
 from ..group import DEFAULT_EVENT_F_FLAGS, RESPONSE, Group
+from ..output import escape
 from ..parser import parse_events
 from ..policy import (
     CompiledPolicy,
@@ -467,7 +468,8 @@ class Guard:
         if policy is None:
             self._respond(fd, FAN_ALLOW)
             self.log.put(
-                self.stdout_fd, f"{EVENT_NAME.get(bit, hex(bit))}: File {path}\n"
+                self.stdout_fd,
+                f"{EVENT_NAME.get(bit, hex(bit))}: File {escape(path)}\n",
             )
             self._record(access, path, event.pid, None, ALLOW_ALL, "allow-all", started)
             _close_both(fd, pidfd)
@@ -642,7 +644,8 @@ class Guard:
         self.log.put(self.log_fd, record)
 
     def _print_event(self, mask: int, fd: int) -> None:
-        path = _readlink(f"/proc/self/fd/{fd}") or "?"
+        path = _readlink(f"/proc/self/fd/{fd}")
+        path = "?" if path is None else escape(path)
         self.log.put(
             self.stdout_fd,
             f"{EVENT_NAME.get(mask & FAN_CLOSE_WRITE, hex(mask))}: File {path}\n",

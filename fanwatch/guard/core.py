@@ -65,7 +65,7 @@ from ..policy import (
 )
 from ..policy.compiled import needed_keys
 from ..process import ProcessCache, pidfd_identity
-from .decisionlog import DecisionLog
+from .decisionlog import DecisionLog, put_text
 from .notify import Notifier
 
 DEFAULT_DEADLINE = 0.25
@@ -633,10 +633,11 @@ class Guard:
             "reason": reason,
             "latency_us": (time.monotonic_ns() - started) // 1000,
         }
+        # The path (os.readlink of a str path) and process names are
+        # decoded with surrogateescape: put_text recovers their bytes.
+        put_text(record, "path", path)
         if subject is not None:
-            record["process"] = {
-                k: v for k, v in vars_of(subject).items() if v is not None
-            }
+            record["process"] = _process_fields(subject)
         if verdict.errno and verdict.decision == "deny":
             record["errno"] = verdict.errno if self.deny_errno else "EPERM"
         if cached:
@@ -879,6 +880,16 @@ def vars_of(subject: Subject) -> dict:
         "parent_exe": subject.parent_exe,
         "container": subject.container,
     }
+
+
+def _process_fields(subject: Subject) -> dict:
+    fields: dict = {}
+    for key, value in vars_of(subject).items():
+        if isinstance(value, str):
+            put_text(fields, key, value)
+        elif value is not None:
+            fields[key] = value
+    return fields
 
 
 def _subject(cache: ProcessCache, pid, pidfd, exe, keys) -> Subject:

@@ -345,8 +345,16 @@ def test_explain_command_walks_the_rules(tmp_path):
     done = fanwatch(
         "policy", "explain", path, "--path", "/opt/a.so", "--access", "exec"
     )
-    assert "decision: deny by rule 'no-libs'" in done.stdout
-    assert "cached in the kernel" in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        "decision: deny by rule 'no-libs'; the file alone decides; "
+        "deny is never cached, each access is judged again"
+    )
+
+    done = fanwatch("policy", "explain", path, "--path", "/opt/a.txt")
+    assert done.stdout.splitlines()[-1] == (
+        "decision: allow by the default (line 2); the file alone decides; "
+        "this allow is cached in the kernel until the file changes"
+    )
 
 
 def test_explain_says_the_guard_never_denies_its_interpreter(tmp_path):

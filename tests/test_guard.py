@@ -349,11 +349,12 @@ def test_without_a_policy_allows_and_prints_like_the_man_page_example(tmpfs, tmp
             f.write("x")
         assert try_open(target) == ["OK"]
         guard.wait_for_records(lambda r: False, timeout=0.3)
-        guard.stop()
+        assert guard.stop() == 143
     lines = guard.stdout().splitlines()
     assert f"FAN_CLOSE_WRITE: File {target}" in lines
-    # The test's own open and the child's: both printed.
+    # The test's own open and the child's: both printed, both counted.
     assert lines.count(f"FAN_OPEN_PERM: File {target}") == 2
+    assert "fanwatch guard: stopped: 2 decisions, 0 denied" in guard.stderr()
 
 
 def test_without_a_policy_names_are_escaped_onto_one_line(tmpfs, tmp_path):

@@ -467,6 +467,7 @@ class Guard:
         policy = self.policy
         if policy is None:
             self._respond(fd, FAN_ALLOW)
+            self.stats.decisions += 1
             self.log.put(
                 self.stdout_fd,
                 f"{EVENT_NAME.get(bit, hex(bit))}: File {escape(path)}\n",

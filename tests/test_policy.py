@@ -368,3 +368,30 @@ def test_the_example_policy_is_valid():
 
     done = fanwatch("policy", "check", f"{REPO}/examples/policy.toml")
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+        "x = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n",
+    ],
+    ids=["arrays", "inline-tables"],
+)
+def test_deeply_nested_toml_is_one_error_not_a_traceback(tmp_path, text):
+    _, findings = parse_policy(text, "p.toml")
+    assert [(f.code, f.message) for f in findings] == [
+        ("toml-syntax", "arrays or tables nested too deeply")
+    ]
+
+    path = write(tmp_path, text)
+    done = fanwatch("policy", "check", path)
+    assert done.returncode == 2
+    assert done.stdout == (
+        f"{path}: error: arrays or tables nested too deeply [toml-syntax]\n"
+    )
+    assert done.stderr == ""
+
+    done = fanwatch("policy", "explain", path, "--path", "/x")
+    assert done.returncode == 2
+    assert done.stderr == f"fanwatch: {path}: arrays or tables nested too deeply\n"

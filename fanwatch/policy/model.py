@@ -138,12 +138,9 @@ def parse_policy(text: str, source: str = "<policy>") -> tuple[Policy, list[Find
     """Parse policy *text*: the rules found and every problem, in file order."""
     findings: list[Finding] = []
     policy = Policy(rules=[], source=source)
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = _toml_error_line(str(exc))
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        findings.append(Finding("error", "toml-syntax", message, policy.location(line)))
+    document, problem, line = _parse_toml(text)
+    if document is None:
+        findings.append(Finding("error", "toml-syntax", problem, policy.location(line)))
         return policy, findings
 
     layout = _Layout(text)
@@ -174,6 +171,20 @@ def parse_policy(text: str, source: str = "<policy>") -> tuple[Policy, list[Find
         policy.rules.append(rule)
 
     return policy, findings
+
+
+def _parse_toml(text: str) -> tuple[dict | None, str, int | None]:
+    """The TOML document, or None with the problem and its line if known."""
+    try:
+        return tomllib.loads(text), "", None
+    except tomllib.TOMLDecodeError as exc:
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        return None, message, _toml_error_line(str(exc))
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays and tables.
+        return None, "arrays or tables nested too deeply", None
+    except Exception as exc:  # noqa: BLE001 - a bad file never gives a traceback
+        return None, f"cannot parse: {type(exc).__name__}: {exc}", None
 
 
 def _read_header(

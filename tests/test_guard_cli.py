@@ -115,3 +115,10 @@ def test_root_of_a_user_namespace_cannot_guard_its_own_tmpfs(tmp_path):
     code, err = run_guard(str(guarded), prefix=prefix)
     assert code == 3
     assert "permission events are not supported here" in err
+
+
+def test_a_missing_path_is_a_usage_error(tmpfs):
+    missing = f"{tmpfs}/missing"
+    code, err = run_guard(tmpfs, missing)
+    assert code == 2
+    assert err == f"fanwatch: {missing}: no such file or directory\n"

@@ -371,9 +371,7 @@ def test_without_a_policy_names_are_escaped_onto_one_line(tmpfs, tmp_path):
     ]
 
 
-def test_the_log_is_strict_utf8_json_with_the_exact_bytes_of_bad_names(
-    tmpfs, tmp_path
-):
+def test_the_log_is_strict_utf8_json_with_the_exact_bytes_of_bad_names(tmpfs, tmp_path):
     raw_dir = os.fsencode(tmpfs) + b"/pub"
     raw_name = raw_dir + b"/bad\xff\nname"
     raw_tool = raw_dir + b"/cat\xfe"

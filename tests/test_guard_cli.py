@@ -50,9 +50,7 @@ def test_workers_outside_the_range_are_refused(tmpfs, count):
     assert run_guard("--workers", count, tmpfs)[0] == 2
 
 
-def test_a_thread_that_cannot_start_releases_the_group_before_ready(
-    tmpfs, tmp_path
-):
+def test_a_thread_that_cannot_start_releases_the_group_before_ready(tmpfs, tmp_path):
     # A pids cgroup that allows the interpreter and two more tasks: the log
     # writer and one worker start, the second worker cannot.
     if not os.path.isdir(PIDS_CGROUP):
@@ -110,7 +108,7 @@ def test_root_of_a_user_namespace_cannot_guard_its_own_tmpfs(tmp_path):
     # mounted: still no permission events (initial user namespace only).
     guarded = tmp_path / "mnt"
     guarded.mkdir()
-    inner = f"mount -t tmpfs x {guarded} && exec \"$@\""
+    inner = f'mount -t tmpfs x {guarded} && exec "$@"'
     prefix = ["unshare", "-Urm", "sh", "-c", inner, "sh"]
     code, err = run_guard(str(guarded), prefix=prefix)
     assert code == 3

@@ -6,6 +6,8 @@ finally, see RunningGuard) and runs the accessing processes with timeouts.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
@@ -347,11 +349,52 @@ def test_without_a_policy_allows_and_prints_like_the_man_page_example(tmpfs, tmp
             f.write("x")
         assert try_open(target) == ["OK"]
         guard.wait_for_records(lambda r: False, timeout=0.3)
-        guard.stop()
+        assert guard.stop() == 143
     lines = guard.stdout().splitlines()
     assert f"FAN_CLOSE_WRITE: File {target}" in lines
-    # The test's own open and the child's: both printed.
+    # The test's own open and the child's: both printed, both counted.
     assert lines.count(f"FAN_OPEN_PERM: File {target}") == 2
+    assert "fanwatch guard: stopped: 2 decisions, 0 denied" in guard.stderr()
+
+
+def test_without_a_policy_names_are_escaped_onto_one_line(tmpfs, tmp_path):
+    target = make_file(f"{tmpfs}/a\nFAN_OPEN_PERM: File /forged\tx")
+    with RunningGuard(tmp_path, None, args=["--mount", tmpfs], log=False) as guard:
+        with open(target, "a") as f:
+            f.write("x")
+        guard.wait_for_records(lambda r: False, timeout=0.3)
+        guard.stop()
+    escaped = f"{tmpfs}/a\\nFAN_OPEN_PERM: File /forged\\tx"
+    assert guard.stdout().splitlines() == [
+        f"FAN_OPEN_PERM: File {escaped}",
+        f"FAN_CLOSE_WRITE: File {escaped}",
+    ]
+
+
+def test_the_log_is_strict_utf8_json_with_the_exact_bytes_of_bad_names(tmpfs, tmp_path):
+    raw_dir = os.fsencode(tmpfs) + b"/pub"
+    raw_name = raw_dir + b"/bad\xff\nname"
+    raw_tool = raw_dir + b"/cat\xfe"
+    name, tool = os.fsdecode(raw_name), os.fsdecode(raw_tool)
+    make_file(name)
+    shutil.copy2(shutil.which("cat"), tool)
+    # A rule on exe makes the guard read (and log) the process's exe.
+    policy = f'[[rule]]\nid = "r"\npath = "{tmpfs}/pub/bad*"\nexe = "/nowhere"\n'
+    with RunningGuard(tmp_path, tmpfs, policy=policy) as guard:
+        subprocess.run([tool, name], check=True, timeout=10, capture_output=True)
+        guard.wait_for_records(lambda r: any(x["path"].endswith("name") for x in r))
+        assert guard.stop() == 143
+    with open(guard.log_path, "rb") as f:
+        lines = f.read().splitlines()
+    records = [json.loads(line.decode("utf-8", "strict")) for line in lines]
+    for record in records:
+        # A lone surrogate (from an undecoded byte) cannot be encoded.
+        json.dumps(record, ensure_ascii=False).encode("utf-8", "strict")
+    [record] = [r for r in records if r["access"] == "open" and "bad" in r["path"]]
+    assert record["path"] == raw_name.decode("utf-8", "replace")
+    assert base64.b64decode(record["path_b64"]) == raw_name
+    assert record["process"]["exe"] == raw_tool.decode("utf-8", "replace")
+    assert base64.b64decode(record["process"]["exe_b64"]) == raw_tool
 
 
 def test_systemd_readiness_and_watchdog_notifications(tmpfs, tmp_path):

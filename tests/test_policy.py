@@ -81,6 +81,57 @@ def test_rules_keep_order_lines_and_values():
             "access must be a list",
         ),
         ("default = \n", "p.toml:1", "Invalid value"),
+        (
+            '[[rule]]\nid = "a"\npath = "/a/[b"\n',
+            "p.toml:3",
+            "path '/a/[b': '[' without a closing ']'",
+        ),
+        (
+            '[[rule]]\nid = "a"\npath = ["/x", "/a/{b,c"]\n',
+            "p.toml:3",
+            "path '/a/{b,c': '{' without a closing '}'",
+        ),
+        (
+            '[[rule]]\nid = "a"\n\npath = "/a/[b/c]"\n',
+            "p.toml:4",
+            "'[' without a closing ']'",
+        ),
+        (
+            '[[rule]]\nid = "a"\nexe = "/bin/{sh"\n',
+            "p.toml:3",
+            "exe '/bin/{sh': '{' without",
+        ),
+        (
+            '[[rule]]\nid = "a"\ncomm = "[ab"\n',
+            "p.toml:3",
+            "comm '[ab': '[' without",
+        ),
+        (
+            '[[rule]]\nid = "a"\ndecision = "deny"\nerrno = 5\n',
+            "p.toml:4",
+            'errno must be a name such as "EIO", not 5',
+        ),
+        (
+            '[[rule]]\nid = "a"\ndecision = "deny"\nerrno = 16\n',
+            "p.toml:4",
+            'errno must be a name such as "EBUSY", not 16',
+        ),
+        (
+            '[[rule]]\nid = "a"\npid = 99999999999999999999\n',
+            "p.toml:3",
+            "pid 99999999999999999999 is out of range (0 to 2147483647)",
+        ),
+        (
+            '[[rule]]\nid = "a"\npid = [1, 2147483648]\n',
+            "p.toml:3",
+            "pid 2147483648 is out of range",
+        ),
+        (
+            '[[rule]]\nid = "a"\nuid = 4294967295\n',
+            "p.toml:3",
+            "uid 4294967295 is out of range (0 to 4294967294)",
+        ),
+        ('[[rule]]\nid = "a"\ngid = -1\n', "p.toml:3", "gid -1 is out of range"),
     ],
 )
 def test_errors_name_file_and_line(text, where, message):
@@ -88,6 +139,31 @@ def test_errors_name_file_and_line(text, where, message):
     assert findings, text
     assert findings[0].location == where
     assert message in findings[0].message
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "/a/\\\\[b",
+        "/a/\\\\{b",
+        "/a/[]x]",
+        "/a/[!]]",
+        "/a/[[]",
+        "/a/{b,{c,d}}",
+        "/a/b}",
+        "/a/[{]",
+    ],
+)
+def test_balanced_and_escaped_globs_are_accepted(pattern):
+    _, findings = parse_policy(f'[[rule]]\nid = "a"\npath = "{pattern}"\n')
+    assert findings == []
+
+
+def test_limits_of_process_numbers_are_accepted():
+    text = '[[rule]]\nid = "a"\npid = 2147483647\nuid = 4294967294\ngid = 0\n'
+    policy, findings = parse_policy(text)
+    assert findings == []
+    assert policy.rules[0].pid == {2**31 - 1}
 
 
 def test_load_policy_raises_the_first_error_with_its_location(tmp_path):
@@ -269,8 +345,16 @@ def test_explain_command_walks_the_rules(tmp_path):
     done = fanwatch(
         "policy", "explain", path, "--path", "/opt/a.so", "--access", "exec"
     )
-    assert "decision: deny by rule 'no-libs'" in done.stdout
-    assert "cached in the kernel" in done.stdout
+    assert done.stdout.splitlines()[-1] == (
+        "decision: deny by rule 'no-libs'; the file alone decides; "
+        "deny is never cached, each access is judged again"
+    )
+
+    done = fanwatch("policy", "explain", path, "--path", "/opt/a.txt")
+    assert done.stdout.splitlines()[-1] == (
+        "decision: allow by the default (line 2); the file alone decides; "
+        "this allow is cached in the kernel until the file changes"
+    )
 
 
 def test_explain_says_the_guard_never_denies_its_interpreter(tmp_path):
@@ -284,3 +368,30 @@ def test_the_example_policy_is_valid():
 
     done = fanwatch("policy", "check", f"{REPO}/examples/policy.toml")
     assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x = " + "[" * 100_000 + "]" * 100_000 + "\n",
+        "x = " + "{a = " * 5_000 + "1" + "}" * 5_000 + "\n",
+    ],
+    ids=["arrays", "inline-tables"],
+)
+def test_deeply_nested_toml_is_one_error_not_a_traceback(tmp_path, text):
+    _, findings = parse_policy(text, "p.toml")
+    assert [(f.code, f.message) for f in findings] == [
+        ("toml-syntax", "arrays or tables nested too deeply")
+    ]
+
+    path = write(tmp_path, text)
+    done = fanwatch("policy", "check", path)
+    assert done.returncode == 2
+    assert done.stdout == (
+        f"{path}: error: arrays or tables nested too deeply [toml-syntax]\n"
+    )
+    assert done.stderr == ""
+
+    done = fanwatch("policy", "explain", path, "--path", "/x")
+    assert done.returncode == 2
+    assert done.stderr == f"fanwatch: {path}: arrays or tables nested too deeply\n"

@@ -7,8 +7,15 @@ import os
 
 from ..errors import FanwatchError, NotSupportedError, PolicyError
 from ..guard import DEFAULT_DEADLINE, DEFAULT_WATCHDOG, Guard, GuardConfig
+from ..guard.core import MAX_WORKERS
 from ..policy import load_policy
 from . import exitcodes
+
+# Past these a stuck decision or a stalled loop would block openers for
+# longer than anyone would wait; nan and inf would never expire at all.
+DEADLINE_RANGE_MS = (1.0, 60_000.0)
+WATCHDOG_RANGE = (0.5, 3600.0)
+
 
 DESCRIPTION = """\
 Answer fanotify permission events (open, exec, read access) on the given
@@ -45,19 +52,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--deadline",
-        type=_positive_ms,
+        type=_number_in(*DEADLINE_RANGE_MS),
         default=DEFAULT_DEADLINE * 1000,
         metavar="MS",
-        help="answer by the default decision after MS milliseconds "
-        f"(default {DEFAULT_DEADLINE * 1000:g})",
+        help="answer by the default decision after MS milliseconds, "
+        f"1 to 60000 (default {DEFAULT_DEADLINE * 1000:g})",
     )
     parser.add_argument(
         "--watchdog",
-        type=_positive_float,
+        type=_number_in(*WATCHDOG_RANGE),
         default=DEFAULT_WATCHDOG,
         metavar="SECONDS",
-        help="release everything and exit 5 if the loop stalls this long "
-        f"(default {DEFAULT_WATCHDOG:g})",
+        help="release everything and exit 5 if the loop stalls this long, "
+        f"0.5 to 3600 (default {DEFAULT_WATCHDOG:g})",
     )
     parser.add_argument(
         "--log",
@@ -80,25 +87,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=4,
         metavar="N",
-        help="threads reading /proc (default 4)",
+        help=f"threads reading /proc, 1 to {MAX_WORKERS} (default 4)",
     )
     parser.set_defaults(run=run)
 
     return parser
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
-    return value
+def _number_in(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:  # also false for nan
+            raise argparse.ArgumentTypeError(
+                f"must be between {low:g} and {high:g}: {text!r}"
+            )
+        return value
 
-
-def _positive_ms(text: str) -> float:
-    return _positive_float(text)
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,8 +133,8 @@ def config_from_args(args: argparse.Namespace) -> GuardConfig:
     for path in [args.mount] if args.mount else args.paths:
         if not os.path.exists(path):
             raise _usage(f"{path}: no such file or directory")
-    if args.workers < 1:
-        raise _usage("--workers must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise _usage(f"--workers must be between 1 and {MAX_WORKERS}")
     log = args.log if args.log is not None else ("-" if args.policy else None)
 
     return GuardConfig(

@@ -51,8 +51,9 @@ from ..constants import (
     FAN_UNLIMITED_QUEUE,
     PERMISSION_EVENTS,
 )
-from ..errors import NotSupportedError, PolicyError
+from ..errors import FanwatchError, NotSupportedError, PolicyError
 from ..group import DEFAULT_EVENT_F_FLAGS, RESPONSE, Group
+from ..output import escape
 from ..parser import parse_events
 from ..policy import (
     CompiledPolicy,
@@ -64,12 +65,15 @@ from ..policy import (
 )
 from ..policy.compiled import needed_keys
 from ..process import ProcessCache, pidfd_identity
-from .decisionlog import DecisionLog
+from .decisionlog import DecisionLog, put_text
 from .notify import Notifier
 
 DEFAULT_DEADLINE = 0.25
 DEFAULT_WATCHDOG = 5.0
 DEFAULT_WORKERS = 4
+# Workers only read /proc; more than this buys nothing and each thread
+# costs a stack.
+MAX_WORKERS = 64
 # Inodes given an ignore mark before the kernel cache is flushed: on tmpfs
 # inodes are never evicted, so evictable marks would pile up.
 KERNEL_CACHE_LIMIT = 1 << 17
@@ -203,14 +207,48 @@ class Guard:
     # -- setup -----------------------------------------------------------------
 
     def setup(self) -> None:
-        """Open the log, create the group, place the marks, say "ready"."""
+        """Open the log, create the group, place the marks, start the
+        threads, and only then say "ready".
+
+        Raises OSError or NotSupportedError if the group or a mark cannot
+        be made, FanwatchError if a thread cannot be started.
+        """
         self._open_log()
         ready = self._open_ready_file()
-        self.group = self._make_group()
-        self.group_fd = self.group.fileno()
-        self.mask = self._wanted_mask()
-        self._place_marks()
+        try:
+            self.group = self._make_group()
+            self.group_fd = self.group.fileno()
+            self.mask = self._wanted_mask()
+            self._place_marks()
+            self._install_signals()
+            self._start_threads()
+        except BaseException:
+            _discard_ready_file(ready)
+            raise
         self._announce_ready(ready)
+
+    def _start_threads(self) -> None:
+        """Start the log writer, the workers and the watchdog.
+
+        Raises FanwatchError if the system refuses a thread, after closing
+        the group: the kernel then allows every access already waiting.
+        """
+        self.progress = time.monotonic()
+        try:
+            self.log.start()
+            for n in range(self.config.workers):
+                name = f"fanwatch-worker-{n}"
+                threading.Thread(target=self._work, name=name, daemon=True).start()
+            threading.Thread(
+                target=self._watch, name="fanwatch-watchdog", daemon=True
+            ).start()
+        except RuntimeError as exc:
+            self.stopping.set()
+            self.group.close()
+            raise FanwatchError(
+                f"cannot start the guard's threads: {exc}",
+                hint="fewer --workers, or raise the task limit (pids cgroup)",
+            ) from exc
 
     def _open_log(self) -> None:
         path = self.config.log_path
@@ -235,6 +273,22 @@ class Guard:
         return fd, temporary
 
     def _make_group(self) -> Group:
+        """The permission group; raises NotSupportedError where the kernel,
+        the capabilities or a seccomp filter allow none, OSError otherwise."""
+        try:
+            return self._make_permission_group()
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOSYS):
+                raise
+            raise NotSupportedError(
+                "permission events are not supported here: the kernel refused "
+                f"a permission group ({exc.strerror})",
+                hint="they need CAP_SYS_ADMIN in the initial user namespace "
+                "and no seccomp filter blocking fanotify_init; "
+                "run 'fanwatch doctor --for guard'",
+            ) from exc
+
+    def _make_permission_group(self) -> Group:
         flags = FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS
         if self.policy is not None and self.policy.policy.depends_on_process:
             flags |= FAN_REPORT_PIDFD
@@ -323,23 +377,13 @@ class Guard:
     # -- the loop --------------------------------------------------------------
 
     def run(self) -> int:
-        """Answer events until SIGTERM/SIGINT; returns the exit code."""
-        self._install_signals()
+        """Answer events until SIGTERM/SIGINT; returns the exit code.
+
+        Call :meth:`setup` first: it starts the threads this loop needs.
+        """
         # The loop competes with the log writer and the workers for the
         # GIL; a short switch interval bounds how long it can wait.
         sys.setswitchinterval(0.0005)
-        self.log.start()
-        workers = [
-            threading.Thread(
-                target=self._work, name=f"fanwatch-worker-{n}", daemon=True
-            )
-            for n in range(self.config.workers)
-        ]
-        for worker in workers:
-            worker.start()
-        threading.Thread(
-            target=self._watch, name="fanwatch-watchdog", daemon=True
-        ).start()
         poller = select.poll()
         poller.register(self.group_fd, select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
@@ -423,8 +467,10 @@ class Guard:
         policy = self.policy
         if policy is None:
             self._respond(fd, FAN_ALLOW)
+            self.stats.decisions += 1
             self.log.put(
-                self.stdout_fd, f"{EVENT_NAME.get(bit, hex(bit))}: File {path}\n"
+                self.stdout_fd,
+                f"{EVENT_NAME.get(bit, hex(bit))}: File {escape(path)}\n",
             )
             self._record(access, path, event.pid, None, ALLOW_ALL, "allow-all", started)
             _close_both(fd, pidfd)
@@ -588,10 +634,11 @@ class Guard:
             "reason": reason,
             "latency_us": (time.monotonic_ns() - started) // 1000,
         }
+        # The path (os.readlink of a str path) and process names are
+        # decoded with surrogateescape: put_text recovers their bytes.
+        put_text(record, "path", path)
         if subject is not None:
-            record["process"] = {
-                k: v for k, v in vars_of(subject).items() if v is not None
-            }
+            record["process"] = _process_fields(subject)
         if verdict.errno and verdict.decision == "deny":
             record["errno"] = verdict.errno if self.deny_errno else "EPERM"
         if cached:
@@ -599,7 +646,8 @@ class Guard:
         self.log.put(self.log_fd, record)
 
     def _print_event(self, mask: int, fd: int) -> None:
-        path = _readlink(f"/proc/self/fd/{fd}") or "?"
+        path = _readlink(f"/proc/self/fd/{fd}")
+        path = "?" if path is None else escape(path)
         self.log.put(
             self.stdout_fd,
             f"{EVENT_NAME.get(mask & FAN_CLOSE_WRITE, hex(mask))}: File {path}\n",
@@ -835,6 +883,16 @@ def vars_of(subject: Subject) -> dict:
     }
 
 
+def _process_fields(subject: Subject) -> dict:
+    fields: dict = {}
+    for key, value in vars_of(subject).items():
+        if isinstance(value, str):
+            put_text(fields, key, value)
+        elif value is not None:
+            fields[key] = value
+    return fields
+
+
 def _subject(cache: ProcessCache, pid, pidfd, exe, keys) -> Subject:
     info = cache.lookup(pid, pidfd)
     parent_exe = None
@@ -877,6 +935,17 @@ def _readlink(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+def _discard_ready_file(ready: tuple[int, str] | None) -> None:
+    if ready is None:
+        return
+    fd, temporary = ready
+    _close(fd)
+    try:
+        os.unlink(temporary)
+    except OSError:
+        pass
 
 
 def _close(fd: int | None) -> None:

@@ -10,6 +10,7 @@ milliseconds.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import threading
@@ -97,6 +98,23 @@ class DecisionLog:
                 self.written += 1
             except OSError:
                 self.failed += 1
+
+
+def put_text(record: dict, key: str, text: str) -> None:
+    """Store *text*, a name decoded with ``os.fsdecode``, under *key* as
+    valid UTF-8; if its bytes are not UTF-8, U+FFFD replaces each bad byte
+    and ``<key>_b64`` keeps the exact bytes in base64, like
+    ``fanwatch watch --json``. (Lone surrogates would make invalid JSON
+    text for strict parsers.)"""
+    if text.isascii():
+        record[key] = text
+        return
+    raw = os.fsencode(text)
+    try:
+        record[key] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        record[key] = raw.decode("utf-8", "replace")
+        record[f"{key}_b64"] = base64.b64encode(raw).decode("ascii")
 
 
 def _write_all(fd: int, data: bytes) -> None:

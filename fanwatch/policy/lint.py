@@ -216,13 +216,23 @@ class Explanation:
             if v.rule_id
             else f"the default (line {policy.default_line or '-'})"
         )
-        cached = (
-            "the file alone decides; an allow is cached in the kernel "
-            "until the file changes"
-            if v.file_only
-            else "the process decides too; never cached in the kernel"
+        return f"decision: {what} by {by}; {_caching(v)}"
+
+
+def _caching(verdict: Verdict) -> str:
+    """Whether the guard can cache *verdict* in the kernel (ignore marks
+    only ever allow, and know only the file)."""
+    if not verdict.file_only:
+        return "the process decides too; never cached in the kernel"
+    if verdict.decision != "allow":
+        return (
+            f"the file alone decides; {verdict.decision} is never cached, "
+            "each access is judged again"
         )
-        return f"decision: {what} by {by}; {cached}"
+    return (
+        "the file alone decides; this allow is cached in the kernel "
+        "until the file changes"
+    )
 
 
 def explain(policy: Policy, access: str, path: str, subject: Subject) -> Explanation:

@@ -29,6 +29,9 @@ DENY_ERRNOS = ("EPERM", "EIO", "EBUSY", "ETXTBSY", "EAGAIN", "ENOSPC", "EDQUOT")
 TOP_LEVEL_KEYS = ("version", "default", "rule")
 GLOB_KEYS = ("path", "exe", "comm", "parent_exe", "container")
 NUMBER_KEYS = ("uid", "gid", "pid")
+# pid_t is a signed 32-bit int; uid_t and gid_t are unsigned 32-bit, with
+# 2**32 - 1 reserved as "no id" ((uid_t) -1).
+NUMBER_RANGES = {"pid": 2**31 - 1, "uid": 2**32 - 2, "gid": 2**32 - 2}
 # Conditions on the process: a rule with any of them cannot be cached in
 # the kernel, whose ignore marks know only the file.
 PROCESS_KEYS = ("exe", "comm", "uid", "gid", "pid", "parent_exe", "container")
@@ -135,12 +138,9 @@ def parse_policy(text: str, source: str = "<policy>") -> tuple[Policy, list[Find
     """Parse policy *text*: the rules found and every problem, in file order."""
     findings: list[Finding] = []
     policy = Policy(rules=[], source=source)
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = _toml_error_line(str(exc))
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        findings.append(Finding("error", "toml-syntax", message, policy.location(line)))
+    document, problem, line = _parse_toml(text)
+    if document is None:
+        findings.append(Finding("error", "toml-syntax", problem, policy.location(line)))
         return policy, findings
 
     layout = _Layout(text)
@@ -171,6 +171,20 @@ def parse_policy(text: str, source: str = "<policy>") -> tuple[Policy, list[Find
         policy.rules.append(rule)
 
     return policy, findings
+
+
+def _parse_toml(text: str) -> tuple[dict | None, str, int | None]:
+    """The TOML document, or None with the problem and its line if known."""
+    try:
+        return tomllib.loads(text), "", None
+    except tomllib.TOMLDecodeError as exc:
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        return None, message, _toml_error_line(str(exc))
+    except RecursionError:
+        # tomllib recurses once per level of nested arrays and tables.
+        return None, "arrays or tables nested too deeply", None
+    except Exception as exc:  # noqa: BLE001 - a bad file never gives a traceback
+        return None, f"cannot parse: {type(exc).__name__}: {exc}", None
 
 
 def _read_header(
@@ -258,26 +272,89 @@ def _set_rule_key(rule: Rule, key: str, value: object) -> str | None:
         rule.access = tuple(k for k in ACCESS_KINDS if k in kinds)
         return None
     if key in GLOB_KEYS:
-        patterns = _as_list(value)
-        if not patterns or not all(isinstance(p, str) and p for p in patterns):
-            return f"{key} must be a glob or a list of globs"
-        setattr(rule, key, tuple(patterns))
-        return None
+        return _set_globs(rule, key, value)
     numbers = _as_list(value)
-    if not numbers or not all(type(n) is int and n >= 0 for n in numbers):
+    if not numbers or not all(type(n) is int for n in numbers):
         return f"{key} must be a number or a list of numbers"
+    highest = NUMBER_RANGES[key]
+    wrong = [n for n in numbers if not 0 <= n <= highest]
+    if wrong:
+        return f"{key} {wrong[0]} is out of range (0 to {highest})"
     setattr(rule, key, frozenset(numbers))
     return None
 
 
+def _set_globs(rule: Rule, key: str, value: object) -> str | None:
+    patterns = _as_list(value)
+    if not patterns or not all(isinstance(p, str) and p for p in patterns):
+        return f"{key} must be a glob or a list of globs"
+    for pattern in patterns:
+        problem = glob_syntax_problem(pattern, within_path=key != "comm")
+        if problem:
+            return f"{key} {pattern!r}: {problem}"
+    setattr(rule, key, tuple(patterns))
+    return None
+
+
+def glob_syntax_problem(pattern: str, within_path: bool = True) -> str | None:
+    """Why *pattern* is not a well-formed glob (an unclosed "[" or "{"),
+    or None. Left as is, the glob library would match such a bracket
+    literally, which is rarely what was meant."""
+    depth = 0
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "[":
+            index = _class_end(pattern, index, within_path)
+            if index < 0:
+                return "'[' without a closing ']' (write \\[ for a literal '[')"
+        elif char == "{":
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+        index += 1
+    if depth:
+        return "'{' without a closing '}' (write \\{ for a literal '{')"
+    return None
+
+
+def _class_end(pattern: str, start: int, within_path: bool) -> int:
+    """The index of the "]" closing the class opened at *start*, or -1.
+    A "]" first in the class is a member; in a path a class never spans
+    a "/"."""
+    index = start + 1
+    if pattern[index : index + 1] in ("!", "^"):
+        index += 1
+    if pattern[index : index + 1] == "]":
+        index += 1
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "]":
+            return index
+        if char == "/" and within_path:
+            return -1
+        index += 1
+    return -1
+
+
 def _set_errno(rule: Rule, value: object) -> str | None:
-    name = value if isinstance(value, str) else errno_module.errorcode.get(value)
-    if name not in DENY_ERRNOS:
+    # Names only: errno numbers differ between architectures.
+    if not isinstance(value, str):
+        name = errno_module.errorcode.get(value) if type(value) is int else None
+        example = name if name in DENY_ERRNOS else "EIO"
+        return f'errno must be a name such as "{example}", not {value!r}'
+    if value not in DENY_ERRNOS:
         return (
             f"errno {value!r} cannot be returned by a fanotify deny; use one of "
             f"{', '.join(DENY_ERRNOS)}"
         )
-    rule.errno = name
+    rule.errno = value
     return None
 
 

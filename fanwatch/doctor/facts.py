@@ -30,6 +30,9 @@ FANOTIFY_SYSCTLS = (
     "watchdog_timeout",
 )
 
+# The only environment variables the facts look at.
+ENVIRON_KEYS = ("container", "KUBERNETES_SERVICE_HOST")
+
 # gVisor reports this fixed kernel version in /proc/version.
 GVISOR_VERSION_MARK = "#1 SMP Sun Jan 10 15:06:54 PST 2016"
 
@@ -394,7 +397,7 @@ def _runtime_clues(host: Host, mounts: list[dict]) -> list[tuple[str, str]]:
         clues.append(("docker", "/.dockerenv exists"))
     if host.exists(host.at_root("/run/.containerenv")):
         clues.append(("podman", "/run/.containerenv exists"))
-    if "KUBERNETES_SERVICE_HOST" in host.environ:
+    if "KUBERNETES_SERVICE_HOST" in host.environ:  # one of ENVIRON_KEYS
         clues.append(("kubernetes", "KUBERNETES_SERVICE_HOST is set"))
     clues += _container_env_clues(host)
     clues += _cgroup_clues(host.read_proc("self/cgroup") or "")

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import as_unprivileged_user
 from fanwatch.cli import exitcodes
+from fanwatch.doctor import replay
 
 DOCTOR = [sys.executable, "-m", "fanwatch", "doctor"]
 SECRET = "hunter2-not-for-the-tree"
@@ -160,3 +161,69 @@ def test_record_with_replay_is_a_usage_error(tmp_path):
     assert result.stderr.count("\n") == 1
     assert "--record and --replay cannot be used together" in result.stderr
     assert not (tmp_path / "a").exists()
+
+
+# -- trees recorded in runc containers (tests/fixtures/proc/record_runc.py) ---
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "proc")
+
+# fixture -> job, (ok, mode, blocked_by), finding ids in order, runtime, uid_map.
+RECORDED = {
+    "runc-docker-default": (
+        "watch",
+        (False, "none", ["seccomp-blocks-fanotify-init"]),
+        ["seccomp-blocks-fanotify-init", "no-cap-sys-admin", "no-cap-dac-read-search"],
+        "docker",
+        ["0 0 4294967295"],
+    ),
+    "runc-docker-sys-admin": (
+        "guard",
+        (True, "full", []),
+        ["no-cap-dac-read-search"],
+        "docker",
+        ["0 0 4294967295"],
+    ),
+    "runc-podman-5.5": (
+        "watch",
+        (True, "unprivileged", []),
+        ["no-cap-sys-admin", "queue-limit", "no-cap-dac-read-search"],
+        "podman",
+        ["0 0 4294967295"],
+    ),
+    "runc-userns": (
+        "watch-mount",
+        (False, "limited", ["user-namespace"]),
+        ["user-namespace", "queue-limit", "no-cap-dac-read-search"],
+        "docker",
+        ["0 100000 65536"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", RECORDED)
+def test_recorded_runc_tree_verdict_and_findings(name):
+    job, (ok, mode, blocked_by), finding_ids, runtime, uid_map = RECORDED[name]
+
+    report = replay(os.path.join(FIXTURES, name), job)
+
+    verdict = report["verdict"]
+    assert (verdict["ok"], verdict["mode"], verdict["blocked_by"]) == (
+        ok,
+        mode,
+        blocked_by,
+    )
+    assert [finding["id"] for finding in report["findings"]] == finding_ids
+    facts = report["facts"]
+    assert facts["runtime"]["name"] == runtime
+    assert facts["user_namespace"]["uid_map"] == uid_map
+    # The judged directory was recorded, and so were the self-tests.
+    assert facts["path"]["exists"] is True
+    assert report["selftests"]
+
+
+def test_recorded_docker_default_probe_shows_the_filter():
+    report = replay(os.path.join(FIXTURES, "runc-docker-default"), "watch")
+
+    # A filter's EPERM where the kernel would have said EINVAL.
+    assert report["probes"]["init-unknown-flag"]["errno"] == "EPERM"
+    assert report["facts"]["seccomp"]["mode"] == 2

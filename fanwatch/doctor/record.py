@@ -24,6 +24,7 @@ import gzip
 import json
 import os
 import zlib
+from collections.abc import Mapping
 
 from ..errors import FanwatchError
 from .facts import ENVIRON_KEYS, FANOTIFY_LINK, Host, parse_environ
@@ -95,8 +96,7 @@ class RecordingHost(Host):
     def save(self, recording: dict) -> None:
         """Write this process's environment, its RLIMIT_NOFILE (as
         ``proc/self/limits``) and *recording* as ``recorded.json``."""
-        kept = {key: self.environ[key] for key in ENVIRON_KEYS if key in self.environ}
-        environ = b"".join(os.fsencode(f"{key}={value}\0") for key, value in kept.items())
+        environ = _environ_block(self.environ)
         self._write(os.path.join(self.proc, "self/environ"), environ)
         # The live run asks getrlimit; a replay reads the limits file.
         self.read_bytes_proc("self/limits")
@@ -144,9 +144,7 @@ def _reduced(relative: str | None, data: bytes) -> bytes:
     if relative is None:
         return data
     if relative.startswith("proc/") and relative.endswith("/environ"):
-        env = parse_environ(data)
-        kept = [f"{key}={env[key]}\0" for key in ENVIRON_KEYS if key in env]
-        return b"".join(os.fsencode(item) for item in kept)
+        return _environ_block(parse_environ(data))
     if relative == "proc/config.gz":
         try:
             text = gzip.decompress(data)
@@ -157,6 +155,13 @@ def _reduced(relative: str | None, data: bytes) -> bytes:
         return _config_lines(data)
 
     return data
+
+
+def _environ_block(env: Mapping[str, str]) -> bytes:
+    """The variables of *env* the facts use, NUL-separated like /proc's."""
+    kept = [f"{key}={env[key]}\0" for key in ENVIRON_KEYS if key in env]
+
+    return b"".join(os.fsencode(item) for item in kept)
 
 
 def _config_lines(text: bytes) -> bytes:

@@ -60,6 +60,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="DIR",
         help="judge a recorded tree (proc/, sys/, root/, recorded.json) instead of this machine",
     )
+    parser.add_argument(
+        "--record",
+        metavar="DIR",
+        help=(
+            "run as usual and also write what doctor read, probed and tested "
+            "into DIR (new or empty), for --replay"
+        ),
+    )
     parser.set_defaults(run=run)
 
     return parser
@@ -77,6 +85,8 @@ def _positive(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.replay and args.record:
+        raise _usage("--record and --replay cannot be used together")
     if args.replay:
         if args.path:
             raise _usage("PATH and --replay cannot be used together")
@@ -84,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.path is not None and not os.path.isdir(args.path):
             raise _usage(f"{args.path}: not an existing directory")
-        report = run_live(args.path, args.job, event_timeout=args.timeout)
+        report = run_live(
+            args.path, args.job, event_timeout=args.timeout, record=args.record
+        )
 
     text = to_json(report) if args.json else to_text(report, verbose=args.verbose)
     sys.stdout.write(text)

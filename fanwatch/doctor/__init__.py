@@ -18,14 +18,20 @@ from ..errors import FanwatchError
 from .facts import Host, collect
 from .findings import JOBS, Inputs, diagnose
 from .probes import run_probes
+from .record import RECORDING, RecordingHost
 from .selftests import DEFAULT_EVENT_TIMEOUT, choose_workdir, run_selftests
 
 SCHEMA_VERSION = 1
 
-# In a recorded tree, the probe and self-test results sit beside proc/.
-RECORDING = "recorded.json"
-
-__all__ = ["JOBS", "SCHEMA_VERSION", "Host", "build_report", "replay", "run_live"]
+__all__ = [
+    "JOBS",
+    "SCHEMA_VERSION",
+    "Host",
+    "build_report",
+    "examine",
+    "replay",
+    "run_live",
+]
 
 
 def build_report(
@@ -63,13 +69,47 @@ def run_live(
     *,
     event_timeout: float = DEFAULT_EVENT_TIMEOUT,
     host: Host | None = None,
+    record: str | None = None,
 ) -> dict:
     """Collect facts, run probes and self-tests on this machine; the report.
 
+    With *record*, also write into that directory every file read, and the
+    probe and self-test results, as a tree :func:`replay` judges the same
+    way (see :mod:`.record`).
+
+    Raises FanwatchError if *path* is not an existing directory, or if
+    *record* exists and is not an empty directory.
+    """
+    _check_dir(path)
+    recorder = RecordingHost(record) if record else None
+    facts, recording = examine(path, event_timeout=event_timeout, host=recorder or host)
+    if recorder:
+        recorder.save(recording)
+
+    return build_report(
+        facts,
+        recording["probes"],
+        recording["selftests"],
+        job,
+        path=path,
+        selftest_dir=recording["selftest_dir"],
+        notes=recording["notes"],
+    )
+
+
+def examine(
+    path: str | None = None,
+    *,
+    event_timeout: float = DEFAULT_EVENT_TIMEOUT,
+    host: Host | None = None,
+) -> tuple[dict, dict]:
+    """The facts of this machine, and what :func:`replay` reads from
+    ``recorded.json`` (``path``, ``notes``, ``selftest_dir``, ``probes``,
+    ``selftests``), from the live probes and self-tests.
+
     Raises FanwatchError if *path* is not an existing directory.
     """
-    if path is not None and not os.path.isdir(path):
-        raise FanwatchError(f"doctor: {path}: not an existing directory")
+    _check_dir(path)
     host = host or Host()
     workdir, note = choose_workdir(path)
     try:
@@ -81,15 +121,20 @@ def run_live(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    return build_report(
-        facts,
-        probes,
-        selftests,
-        job,
-        path=path,
-        selftest_dir=workdir,
-        notes=[note] if note else [],
-    )
+    recording = {
+        "path": target,
+        "notes": [note] if note else [],
+        "selftest_dir": workdir,
+        "probes": probes,
+        "selftests": selftests,
+    }
+
+    return facts, recording
+
+
+def _check_dir(path: str | None) -> None:
+    if path is not None and not os.path.isdir(path):
+        raise FanwatchError(f"doctor: {path}: not an existing directory")
 
 
 def replay(tree: str, job: str = "watch") -> dict:

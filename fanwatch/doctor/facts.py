@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import resource
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -28,6 +29,9 @@ FANOTIFY_SYSCTLS = (
     "max_user_marks",
     "watchdog_timeout",
 )
+
+# The only environment variables the facts look at.
+ENVIRON_KEYS = ("container", "KUBERNETES_SERVICE_HOST")
 
 # gVisor reports this fixed kernel version in /proc/version.
 GVISOR_VERSION_MARK = "#1 SMP Sun Jan 10 15:06:54 PST 2016"
@@ -67,27 +71,47 @@ class Host:
     def at_root(self, path: str) -> str:
         return os.path.join(self.root, path.lstrip("/"))
 
-    def read_proc(self, name: str) -> str | None:
-        return read_text(os.path.join(self.proc, name))
+    # Every file access of the fact collectors goes through the methods
+    # below, so a subclass can watch them (see :mod:`.record`).
 
-    def read_bytes_proc(self, name: str) -> bytes | None:
+    def read_bytes(self, path: str) -> bytes | None:
+        """The bytes of *path*, or None if it is missing or unreadable."""
         try:
-            with open(os.path.join(self.proc, name), "rb") as file:
+            with open(path, "rb") as file:
                 return file.read()
         except OSError:
             return None
 
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def is_dir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def writable_dir(self, path: str) -> bool:
+        """Whether files can be made in directory *path* (write and search)."""
+        return os.access(path, os.W_OK | os.X_OK)
+
+    def listdir(self, path: str) -> list[str]:
+        """The names in directory *path*; raises OSError like os.listdir."""
+        return os.listdir(path)
+
+    def readlink(self, path: str) -> str:
+        """The target of symlink *path*; raises OSError like os.readlink."""
+        return os.readlink(path)
+
+    def read_text(self, path: str) -> str | None:
+        data = self.read_bytes(path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def read_proc(self, name: str) -> str | None:
+        return self.read_text(os.path.join(self.proc, name))
+
+    def read_bytes_proc(self, name: str) -> bytes | None:
+        return self.read_bytes(os.path.join(self.proc, name))
+
     def read_sys(self, name: str) -> str | None:
-        return read_text(os.path.join(self.sys, name))
-
-
-def read_text(path: str) -> str | None:
-    """The text of *path*, or None if it is missing or unreadable."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as file:
-            return file.read()
-    except OSError:
-        return None
+        return self.read_text(os.path.join(self.sys, name))
 
 
 def parse_environ(data: bytes) -> dict[str, str]:
@@ -122,12 +146,11 @@ def has_cap(mask: int | None, bit: int) -> bool | None:
 def kernel_facts(host: Host) -> dict:
     release = (host.read_proc("sys/kernel/osrelease") or "").strip() or None
     version = (host.read_proc("version") or "").strip() or None
-    sysctl_dir = os.path.join(host.proc, "sys/fs/fanotify")
 
     return {
         "release": release,
         "version": version,
-        "fanotify_sysctl": os.path.isdir(sysctl_dir),
+        "fanotify_sysctl": host.is_dir(os.path.join(host.proc, "sys/fs/fanotify")),
         "gvisor": bool(version and GVISOR_VERSION_MARK in version),
     }
 
@@ -159,15 +182,16 @@ def kernel_config_facts(host: Host, release: str | None) -> dict:
 def _read_kernel_config(
     host: Host, release: str | None
 ) -> tuple[str | None, str | None]:
-    gz_path = os.path.join(host.proc, "config.gz")
-    try:
-        with gzip.open(gz_path, "rt", encoding="utf-8", errors="replace") as file:
-            return file.read(), "/proc/config.gz"
-    except OSError:
-        pass
+    packed = host.read_bytes_proc("config.gz")
+    if packed is not None:
+        try:
+            text = gzip.decompress(packed).decode("utf-8", errors="replace")
+            return text, "/proc/config.gz"
+        except (OSError, EOFError, zlib.error):
+            pass
     if release:
         name = f"/boot/config-{release}"
-        text = read_text(host.at_root(name))
+        text = host.read_text(host.at_root(name))
         if text is not None:
             return text, name
 
@@ -323,8 +347,8 @@ def path_facts(host: Host, path: str, mounts: list[dict]) -> dict:
     return {
         "path": path,
         "resolved": real,
-        "exists": os.path.isdir(on_disk),
-        "writable": os.access(on_disk, os.W_OK | os.X_OK),
+        "exists": host.is_dir(on_disk),
+        "writable": host.writable_dir(on_disk),
         "fs_type": mount and mount["fs_type"],
         "mount_point": mount and mount["mount_point"],
         "mount_id": mount and mount["mount_id"],
@@ -369,11 +393,11 @@ _RUNTIME_ORDER = (
 
 def _runtime_clues(host: Host, mounts: list[dict]) -> list[tuple[str, str]]:
     clues = []
-    if os.path.exists(host.at_root("/.dockerenv")):
+    if host.exists(host.at_root("/.dockerenv")):
         clues.append(("docker", "/.dockerenv exists"))
-    if os.path.exists(host.at_root("/run/.containerenv")):
+    if host.exists(host.at_root("/run/.containerenv")):
         clues.append(("podman", "/run/.containerenv exists"))
-    if "KUBERNETES_SERVICE_HOST" in host.environ:
+    if "KUBERNETES_SERVICE_HOST" in host.environ:  # one of ENVIRON_KEYS
         clues.append(("kubernetes", "KUBERNETES_SERVICE_HOST is set"))
     clues += _container_env_clues(host)
     clues += _cgroup_clues(host.read_proc("self/cgroup") or "")
@@ -427,7 +451,7 @@ def _cgroup_clues(text: str) -> list[tuple[str, str]]:
 
 
 def _containerenv(host: Host) -> dict[str, str]:
-    text = read_text(host.at_root("/run/.containerenv")) or ""
+    text = host.read_text(host.at_root("/run/.containerenv")) or ""
     values = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -505,7 +529,7 @@ def fanotify_groups(host: Host, skip_pid: int | None = None) -> tuple[list[dict]
 
 def _pids(host: Host) -> list[int]:
     try:
-        names = os.listdir(host.proc)
+        names = host.listdir(host.proc)
     except OSError:
         return []
 
@@ -515,7 +539,7 @@ def _pids(host: Host) -> list[int]:
 def _fanotify_fds(host: Host, pid: int) -> list[int] | None:
     fd_dir = os.path.join(host.proc, str(pid), "fd")
     try:
-        names = os.listdir(fd_dir)
+        names = host.listdir(fd_dir)
     except FileNotFoundError:
         return []
     except OSError:
@@ -524,7 +548,7 @@ def _fanotify_fds(host: Host, pid: int) -> list[int] | None:
     found = []
     for name in names:
         try:
-            target = os.readlink(os.path.join(fd_dir, name))
+            target = host.readlink(os.path.join(fd_dir, name))
         except OSError:
             continue
         if target == FANOTIFY_LINK:

@@ -327,3 +327,21 @@ def test_runc_with_the_patched_profile_allows_fanotify_init(capsys, tmp_path, bu
     out = run_in_runc(bundle, json.loads(resolved.read_text()))
 
     assert out.splitlines()[0] == "fanotify_init ok"
+
+
+# --- hostile files -----------------------------------------------------------------
+
+
+def check_one_line_error(capsys, path: str, message: str) -> None:
+    """check and resolve both fail with exit 2 and *message* on one line."""
+    for command in (["check", path], ["resolve", path, "-o", "-"]):
+        code, out, err = run(capsys, *command)
+        assert (code, out) == (exitcodes.USAGE, "")
+        assert err == f"fanwatch: {path}{message}\n"
+
+
+def test_non_utf8_profile(capsys, tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xff\xfe{}")
+
+    check_one_line_error(capsys, str(path), ":1:1: not UTF-8: byte 0xff")

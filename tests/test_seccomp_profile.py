@@ -661,3 +661,22 @@ def test_capabilities_may_be_named_without_the_cap_prefix():
     assert profile.evaluate("fanotify_init", caps=["sys_admin"]).allowed
     with pytest.raises(ValueError, match="unknown capability"):
         profile.evaluate("fanotify_init", caps=["NOT_A_CAP"])
+
+
+# --- hostile files -----------------------------------------------------------------
+
+
+def write_bytes(tmp_path, data: bytes) -> str:
+    path = tmp_path / "hostile.json"
+    path.write_bytes(data)
+
+    return str(path)
+
+
+def test_non_utf8_profile_is_a_profile_error(tmp_path):
+    path = write_bytes(tmp_path, b'{\n  "defaultAction": "\xff\xfe"}')
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+
+    assert caught.value.location == f"{path}:2:21"
+    assert str(caught.value) == f"{path}:2:21: not UTF-8: byte 0xff"

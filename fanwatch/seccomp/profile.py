@@ -302,14 +302,31 @@ class Profile:
 def load_profile(path: str) -> Profile:
     """Read and check the profile at *path*.
 
-    Raises ProfileError for text that is not JSON (with line:column) or a
-    profile the runtime would refuse (with the path inside the file and its
-    line); OSError when the file cannot be read.
+    Raises ProfileError for text that is not UTF-8 or not JSON (with
+    line:column) or a profile the runtime would refuse (with the path inside
+    the file and its line); OSError when the file cannot be read.
     """
-    with open(path, encoding="utf-8") as stream:
-        text = stream.read()
+    with open(path, "rb") as stream:
+        data = stream.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(data, exc, path) from None
 
     return loads_profile(text, source=path)
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError, source: str) -> ProfileError:
+    """The error for the first byte of *data* that is not UTF-8, at its
+    line and column (counted in characters, as for JSON errors)."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line = data.count(b"\n", 0, line_start) + 1
+    column = len(data[line_start : exc.start].decode("utf-8")) + 1
+    byte = data[exc.start]
+
+    return ProfileError(
+        f"not UTF-8: byte {byte:#04x}", location=f"{source}:{line}:{column}"
+    )
 
 
 def loads_profile(text: str, *, source: str = "<profile>") -> Profile:

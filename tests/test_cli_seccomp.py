@@ -345,3 +345,10 @@ def test_non_utf8_profile(capsys, tmp_path):
     path.write_bytes(b"\xff\xfe{}")
 
     check_one_line_error(capsys, str(path), ":1:1: not UTF-8: byte 0xff")
+
+
+def test_deeply_nested_profile(capsys, tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+
+    check_one_line_error(capsys, str(path), ":1:501: nested more than 100 levels deep")

@@ -680,3 +680,19 @@ def test_non_utf8_profile_is_a_profile_error(tmp_path):
 
     assert caught.value.location == f"{path}:2:21"
     assert str(caught.value) == f"{path}:2:21: not UTF-8: byte 0xff"
+
+
+@pytest.mark.parametrize("depth", [101, 100_000])
+def test_deeply_nested_profile_is_a_profile_error(depth):
+    nested = '{"a":' * depth + "1" + "}" * depth
+    text = '{\n"defaultAction": "SCMP_ACT_ALLOW",\n"comment": ' + nested + "}"
+    with pytest.raises(ProfileError) as caught:
+        loads_profile(text, source="deep.json")
+
+    assert str(caught.value) == "deep.json:3:507: nested more than 100 levels deep"
+
+
+def test_nesting_up_to_the_limit_is_accepted():
+    nested = "[" * 99 + "]" * 99
+
+    assert loads_profile(f'{{"defaultAction": "SCMP_ACT_ALLOW", "x": {nested}}}')

@@ -33,6 +33,10 @@ from .names import (
 from .verdict import Verdict, decide
 
 _U64_MAX = 2**64 - 1
+# A real profile nests about five levels; the limit keeps deeper documents
+# away from the recursive JSON decoder and encoder.
+MAX_DEPTH = 100
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')
 _CAP_PATTERN = re.compile(r"CAP_[A-Z0-9_]+")
 # Keys moby's decoder reads; anything else (such as "comment") is ignored
 # by the runtimes, and so here.
@@ -331,6 +335,7 @@ def _not_utf8(data: bytes, exc: UnicodeDecodeError, source: str) -> ProfileError
 
 def loads_profile(text: str, *, source: str = "<profile>") -> Profile:
     """Like :func:`load_profile`, for a profile already in memory."""
+    _check_depth(text, source)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -338,6 +343,25 @@ def loads_profile(text: str, *, source: str = "<profile>") -> Profile:
         raise ProfileError(f"not JSON: {exc.msg}", location=location) from None
 
     return Profile.from_dict(data, source=source, text=text)
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Raise ProfileError at the first bracket nested deeper than MAX_DEPTH."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+        elif bracket in "]}":
+            depth -= 1
+        if depth > MAX_DEPTH:
+            offset = token.start()
+            line = text.count("\n", 0, offset) + 1
+            column = offset - text.rfind("\n", 0, offset)
+            location = f"{source}:{line}:{column}"
+            raise ProfileError(
+                f"nested more than {MAX_DEPTH} levels deep", location=location
+            )
 
 
 def _version(version: tuple[int, int, int]) -> str:

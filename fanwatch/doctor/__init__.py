@@ -98,13 +98,7 @@ def replay(tree: str, job: str = "watch") -> dict:
 
     Raises FanwatchError if the recording is missing or not valid JSON.
     """
-    try:
-        with open(os.path.join(tree, RECORDING), encoding="utf-8") as file:
-            recording = json.load(file)
-    except (OSError, ValueError) as exc:
-        error = FanwatchError(f"doctor: {tree}: cannot read {RECORDING}: {exc}")
-        error.exit_code = 2  # a bad recording is bad input, like a bad PATH
-        raise error from None
+    recording = _read_recording(tree)
     path = recording.get("path") or "/tmp"
     facts = collect(Host.from_tree(tree), path)
 
@@ -117,3 +111,22 @@ def replay(tree: str, job: str = "watch") -> dict:
         selftest_dir=recording.get("selftest_dir"),
         notes=recording.get("notes"),
     )
+
+
+def _read_recording(tree: str):
+    """The decoded ``recorded.json`` of *tree*; FanwatchError (exit code 2)
+    when it cannot be read or decoded."""
+    try:
+        with open(os.path.join(tree, RECORDING), encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, ValueError) as exc:
+        raise _bad_recording(tree, f"cannot read {RECORDING}: {exc}") from None
+    except RecursionError:
+        raise _bad_recording(tree, f"{RECORDING}: nested too deeply") from None
+
+
+def _bad_recording(tree: str, message: str) -> FanwatchError:
+    error = FanwatchError(f"doctor: {tree}: {message}")
+    error.exit_code = 2  # a bad recording is bad input, like a bad PATH
+
+    return error

@@ -44,3 +44,62 @@ def test_replay_of_a_deeply_nested_recording(capsys, recorded):
 
     assert (code, out) == (exitcodes.USAGE, "")
     assert err == f"fanwatch: doctor: {tree}: recorded.json: nested too deeply\n"
+
+
+@pytest.mark.parametrize(
+    "recording, problem",
+    [
+        ([], "must be an object, not a list"),
+        ({}, "probes: missing"),
+        ({"probes": {}}, "probes: no probe recorded"),
+        ({"probes": []}, "probes: must be an object, not a list"),
+        (
+            {"probes": {"init-fid": "ok"}},
+            "probes.init-fid: must be an object, not a string",
+        ),
+        ({"probes": {"init-fid": {}}}, "probes.init-fid.outcome: missing"),
+        (
+            {"probes": {"init-fid": {"outcome": 1}}},
+            "probes.init-fid.outcome: must be a string, not a number",
+        ),
+        (
+            {"probes": {"init-fid": {"outcome": "ok", "errno": {"a": 1}}}},
+            "probes.init-fid.errno: must be a string, number, boolean or null",
+        ),
+        (
+            {"probes": {"init-fid": {"outcome": "ok"}}, "selftests": [1]},
+            "selftests: must be an object, not a list",
+        ),
+        (
+            {"probes": {"init-fid": {"outcome": "ok"}}, "path": 7},
+            "path: must be a string, not a number",
+        ),
+        (
+            {"probes": {"init-fid": {"outcome": "ok"}}, "notes": "x"},
+            "notes: must be a list of strings",
+        ),
+        (
+            {"probes": {"init-fid": {"outcome": "ok"}}, "notes": [None]},
+            "notes: must be a list of strings",
+        ),
+        (
+            {"probes": {"init-fid": {"outcome": "ok"}}, "selftest_dir": []},
+            "selftest_dir: must be a string, not a list",
+        ),
+    ],
+)
+def test_replay_of_a_recording_of_the_wrong_shape(
+    capsys, recorded, recording, problem
+):
+    tree = recorded(json.dumps(recording))
+    code, out, err = run(capsys, "doctor", "--replay", tree)
+
+    assert (code, out) == (exitcodes.USAGE, "")
+    assert err == f"fanwatch: doctor: {tree}: recorded.json: {problem}\n"
+
+
+def test_replay_of_a_minimal_recording(capsys, recorded):
+    recording = {"probes": {"init-fid": {"outcome": "ok"}}, "path": None}
+    code, out, err = run(capsys, "doctor", "--replay", recorded(json.dumps(recording)))
+
+    assert code in (exitcodes.OK, exitcodes.NOT_SUPPORTED) and out and err == ""

@@ -352,3 +352,22 @@ def test_deeply_nested_profile(capsys, tmp_path):
     path.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
 
     check_one_line_error(capsys, str(path), ":1:501: nested more than 100 levels deep")
+
+
+def test_patch_to_stdout(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "patch", DOCKER, "--for", "watch", "-o", "-")
+
+    assert code == exitcodes.OK and os.listdir(tmp_path) == []
+    patched = json.loads(out)
+    assert "fanotify_init" in patched["syscalls"][0]["names"]
+    assert err.splitlines() == [
+        (
+            "changed: syscalls[0] (accept, accept4, access, +356 more): "
+            "added fanotify_init"
+        ),
+        (
+            "changed: syscalls[15] (bpf, clone, clone3, +20 more): "
+            "removed fanotify_init, now allowed above"
+        ),
+    ]

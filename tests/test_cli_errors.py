@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -103,3 +105,64 @@ def test_replay_of_a_minimal_recording(capsys, recorded):
     code, out, err = run(capsys, "doctor", "--replay", recorded(json.dumps(recording)))
 
     assert code in (exitcodes.OK, exitcodes.NOT_SUPPORTED) and out and err == ""
+
+
+# --- argument errors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, prog, message",
+    [
+        (["--bogus"], "fanwatch", "unrecognized arguments: --bogus"),
+        (["nosuch"], "fanwatch", "argument COMMAND: invalid choice: 'nosuch'"),
+        (
+            ["watch", "/tmp", "--bogus"],
+            "fanwatch watch",
+            "unrecognized arguments: --bogus",
+        ),
+        (
+            ["doctor", "--timeout", "0"],
+            "fanwatch doctor",
+            "argument --timeout: must be more than 0",
+        ),
+        (
+            ["seccomp", "check"],
+            "fanwatch seccomp check",
+            "the following arguments are required: PROFILE",
+        ),
+        (
+            ["seccomp", "patch", "p.json", "--for", "x", "-o", "-"],
+            "fanwatch seccomp patch",
+            "argument --for: invalid choice: 'x'",
+        ),
+        (
+            ["seccomp"],
+            "fanwatch seccomp",
+            "the following arguments are required: ACTION",
+        ),
+    ],
+)
+def test_argument_errors_are_one_line(capsys, argv, prog, message):
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    out, err = capsys.readouterr()
+
+    assert caught.value.code == exitcodes.USAGE and out == ""
+    assert err.startswith(f"{prog}: {message}")
+    assert err.endswith(f" (see '{prog} --help')\n") and err.count("\n") == 1
+
+
+def test_argument_error_in_a_whole_process():
+    done = subprocess.run(
+        [sys.executable, "-m", "fanwatch", "watch", "/tmp", "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == exitcodes.USAGE and done.stdout == ""
+    assert done.stderr == (
+        "fanwatch watch: unrecognized arguments: --bogus"
+        " (see 'fanwatch watch --help')\n"
+    )

@@ -166,3 +166,77 @@ def test_argument_error_in_a_whole_process():
         "fanwatch watch: unrecognized arguments: --bogus"
         " (see 'fanwatch watch --help')\n"
     )
+
+
+# --- paths in error messages ---------------------------------------------------------
+
+LONG = "/tmp/" + "d" * 250 + "/" + "e" * 250 + "/end"
+
+
+def shortened(path: str) -> str:
+    return path[:100] + "..." + path[-100:]
+
+
+@pytest.mark.parametrize(
+    "argv, err",
+    [
+        (
+            ["doctor", "/tmp/w/new\nline"],
+            "fanwatch: doctor: /tmp/w/new\\nline: not an existing directory\n",
+        ),
+        (
+            ["doctor", LONG],
+            f"fanwatch: doctor: {shortened(LONG)}: not an existing directory\n",
+        ),
+        (
+            ["doctor", "--replay", "/nonexistent/\x1b[31mred"],
+            "fanwatch: doctor: /nonexistent/\\x1b[31mred: cannot read recorded.json: "
+            "No such file or directory\n",
+        ),
+        (
+            ["seccomp", "check", "/nonexistent/tab\there"],
+            "fanwatch: /nonexistent/tab\\there: No such file or directory\n",
+        ),
+        (
+            ["seccomp", "check", LONG],
+            f"fanwatch: {shortened(LONG)}: No such file or directory\n",
+        ),
+    ],
+)
+def test_paths_in_errors_are_escaped_and_shortened(capsys, argv, err):
+    code, out, printed = run(capsys, *argv)
+
+    assert code in (exitcodes.USAGE, exitcodes.FAILURE) and out == ""
+    assert printed == err
+
+
+def test_path_deeper_than_path_max(capsys, tmp_path):
+    deep = str(tmp_path) + "/x" * 3000
+    code, _, err = run(capsys, "seccomp", "check", deep)
+
+    assert code == exitcodes.FAILURE
+    assert err == f"fanwatch: {shortened(deep)}: File name too long\n"
+
+
+def test_profile_error_location_is_escaped_and_shortened(capsys, tmp_path):
+    directory = tmp_path / ("p" * 200)
+    directory.mkdir()
+    path = directory / "bad\nname.json"
+    path.write_text("[]")
+    code, _, err = run(capsys, "seccomp", "check", str(path))
+
+    shown = shortened(str(path)).replace("\n", "\\n")
+    assert code == exitcodes.USAGE
+    assert err == f"fanwatch: {shown}:1: (top level): must be an object, not a list\n"
+
+
+def test_existing_output_path_is_escaped(capsys, tmp_path):
+    out_path = tmp_path / "out\r.json"
+    out_path.write_text("keep")
+    profile = os.path.join(os.path.dirname(__file__), "profiles", "docker-default.json")
+    code, _, err = run(capsys, "seccomp", "resolve", profile, "-o", str(out_path))
+
+    assert code == exitcodes.FAILURE
+    assert err.splitlines()[0] == (
+        f"fanwatch: {tmp_path}/out\\r.json: already exists, not overwritten"
+    )

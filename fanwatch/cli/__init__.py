@@ -15,7 +15,7 @@ import sys
 from typing import NoReturn
 
 from .. import __version__
-from ..errors import FanwatchError
+from ..errors import FanwatchError, short_path
 from ..output import escape
 from . import exitcodes
 
@@ -78,14 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe_error(exc: BaseException) -> tuple[str, str | None]:
-    """The one-line message and optional hint for an exception."""
+    """The message and optional hint for an exception, each one line:
+    control characters (from paths, mostly) are escaped."""
+    message, hint = _describe(exc)
+
+    return escape(message), escape(hint) if hint else None
+
+
+def _describe(exc: BaseException) -> tuple[str, str | None]:
     if isinstance(exc, FanwatchError):
         return str(exc), exc.hint
     if isinstance(exc, OSError):
-        filename = exc.filename
-        if isinstance(filename, bytes):
-            filename = os.fsdecode(filename)
-        where = f"{filename}: " if filename else ""
+        where = f"{short_path(exc.filename)}: " if exc.filename else ""
         reason = exc.strerror or str(exc)
         return f"{where}{reason}", ERRNO_HINTS.get(exc.errno)
 

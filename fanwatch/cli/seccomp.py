@@ -12,7 +12,7 @@ import json
 import re
 import sys
 
-from ..errors import FanwatchError, ProfileError
+from ..errors import FanwatchError, ProfileError, short_path
 from ..seccomp import (
     JOB_CAPS,
     JOB_SYSCALLS,
@@ -186,7 +186,8 @@ def _write_new(path: str, text: str) -> None:
             stream.write(text)
     except FileExistsError:
         raise FanwatchError(
-            f"{path}: already exists, not overwritten", hint="choose another -o path"
+            f"{short_path(path)}: already exists, not overwritten",
+            hint="choose another -o path",
         ) from None
 
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 
-from ..errors import FanwatchError
+from ..errors import FanwatchError, short_path
 from .facts import Host, collect
 from .findings import JOBS, Inputs, diagnose
 from .probes import run_probes
@@ -69,7 +69,7 @@ def run_live(
     Raises FanwatchError if *path* is not an existing directory.
     """
     if path is not None and not os.path.isdir(path):
-        raise FanwatchError(f"doctor: {path}: not an existing directory")
+        raise FanwatchError(f"doctor: {short_path(path)}: not an existing directory")
     host = host or Host()
     workdir, note = choose_workdir(path)
     try:
@@ -119,7 +119,9 @@ def _read_recording(tree: str):
     try:
         with open(os.path.join(tree, RECORDING), encoding="utf-8") as file:
             recording = json.load(file)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise _bad_recording(tree, f"cannot read {RECORDING}: {exc.strerror}") from None
+    except ValueError as exc:
         raise _bad_recording(tree, f"cannot read {RECORDING}: {exc}") from None
     except RecursionError:
         raise _bad_recording(tree, f"{RECORDING}: nested too deeply") from None
@@ -189,7 +191,7 @@ def _kind(value) -> str:
 
 
 def _bad_recording(tree: str, message: str) -> FanwatchError:
-    error = FanwatchError(f"doctor: {tree}: {message}")
+    error = FanwatchError(f"doctor: {short_path(tree)}: {message}")
     error.exit_code = 2  # a bad recording is bad input, like a bad PATH
 
     return error

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ProfileError
+from ..errors import ProfileError, short_path
 from . import jsonpos
 from .jsonpos import Path
 from .names import (
@@ -329,7 +329,7 @@ def _not_utf8(data: bytes, exc: UnicodeDecodeError, source: str) -> ProfileError
     byte = data[exc.start]
 
     return ProfileError(
-        f"not UTF-8: byte {byte:#04x}", location=f"{source}:{line}:{column}"
+        f"not UTF-8: byte {byte:#04x}", location=_location(source, line, column)
     )
 
 
@@ -339,7 +339,7 @@ def loads_profile(text: str, *, source: str = "<profile>") -> Profile:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        location = f"{source}:{exc.lineno}:{exc.colno}"
+        location = _location(source, exc.lineno, exc.colno)
         raise ProfileError(f"not JSON: {exc.msg}", location=location) from None
 
     return Profile.from_dict(data, source=source, text=text)
@@ -358,10 +358,15 @@ def _check_depth(text: str, source: str) -> None:
             offset = token.start()
             line = text.count("\n", 0, offset) + 1
             column = offset - text.rfind("\n", 0, offset)
-            location = f"{source}:{line}:{column}"
+            location = _location(source, line, column)
             raise ProfileError(
                 f"nested more than {MAX_DEPTH} levels deep", location=location
             )
+
+
+def _location(source: str, *numbers: int) -> str:
+    """``source:line:column`` with a long *source* shortened."""
+    return ":".join([short_path(source), *map(str, numbers)])
 
 
 def _version(version: tuple[int, int, int]) -> str:
@@ -379,7 +384,7 @@ class _Checker:
 
     def fail(self, path: Path, message: str) -> ProfileError:
         line = jsonpos.line_of(self.text, path) if self.text else None
-        location = f"{self.source}:{line}" if line else self.source
+        location = _location(self.source, *([line] if line else []))
 
         return ProfileError(
             f"{jsonpos.format_path(path)}: {message}", location=location

@@ -696,3 +696,58 @@ def test_nesting_up_to_the_limit_is_accepted():
     nested = "[" * 99 + "]" * 99
 
     assert loads_profile(f'{{"defaultAction": "SCMP_ACT_ALLOW", "x": {nested}}}')
+
+
+HOSTILE = {
+    "empty": ("", "p.json:1:1: not JSON: Expecting value"),
+    "array": ("[]", "p.json:1: (top level): must be an object, not a list"),
+    "infinite": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1e400}',
+        "p.json:1: defaultErrnoRet: must be a whole number, "
+        "not a number with a fraction or exponent",
+    ),
+    "fraction": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1.0}',
+        "p.json:1: defaultErrnoRet: must be a whole number, "
+        "not a number with a fraction or exponent",
+    ),
+    "2**70": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": %d}' % 2**70,
+        "p.json:1: defaultErrnoRet: 1180591620717411303424 is out of range "
+        "(0 to 4095)",
+    ),
+    "5000 digits": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": %s}' % ("9" * 5000),
+        "p.json:1:56: not JSON: a number with 5000 digits "
+        "(no profile value has more than 20)",
+    ),
+    "NaN": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": NaN}',
+        "p.json:1:56: not JSON: NaN is not a JSON value",
+    ),
+    "-Infinity": (
+        '{"comment": "NaN -Infinity", "defaultAction": "SCMP_ACT_ERRNO",\n'
+        ' "listenerPath": -Infinity}',
+        "p.json:2:18: not JSON: -Infinity is not a JSON value",
+    ),
+    "listenerPath": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": 7}',
+        "p.json:1: listenerPath: must be a string, not a number",
+    ),
+}
+
+
+@pytest.mark.parametrize("text, message", HOSTILE.values(), ids=HOSTILE)
+def test_hostile_profiles(text, message):
+    with pytest.raises(ProfileError) as caught:
+        loads_profile(text, source="p.json")
+
+    assert str(caught.value) == message
+
+
+def test_huge_argument_values():
+    condition = {"index": 0, "value": 2**70, "op": "SCMP_CMP_EQ"}
+    rule = allow("fanotify_init", args=[condition])
+    text = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule]})
+    with pytest.raises(ProfileError, match=r"args\[0\]\.value: .* out of range"):
+        loads_profile(text)

@@ -36,7 +36,11 @@ _U64_MAX = 2**64 - 1
 # A real profile nests about five levels; the limit keeps deeper documents
 # away from the recursive JSON decoder and encoder.
 MAX_DEPTH = 100
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[][{}]')
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+_JSON_TOKEN = re.compile(_JSON_STRING + r"|[][{}]")
+# No value in a profile has more digits than 2**64; a longer whole number is
+# refused while decoding, before Python's limit on int digits is reached.
+_MAX_DIGITS = 100
 _CAP_PATTERN = re.compile(r"CAP_[A-Z0-9_]+")
 # Keys moby's decoder reads; anything else (such as "comment") is ignored
 # by the runtimes, and so here.
@@ -337,12 +341,52 @@ def loads_profile(text: str, *, source: str = "<profile>") -> Profile:
     """Like :func:`load_profile`, for a profile already in memory."""
     _check_depth(text, source)
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text,
+            parse_constant=lambda name: _refuse_constant(text, source, name),
+            parse_int=lambda digits: _whole_number(text, source, digits),
+        )
     except json.JSONDecodeError as exc:
         location = _location(source, exc.lineno, exc.colno)
         raise ProfileError(f"not JSON: {exc.msg}", location=location) from None
 
     return Profile.from_dict(data, source=source, text=text)
+
+
+def _refuse_constant(text: str, source: str, name: str) -> None:
+    """Python's decoder accepts NaN and Infinity; JSON (and Go) do not."""
+    where = _first_outside_strings(text, re.escape(name))
+    message = f"not JSON: {name} is not a JSON value"
+
+    raise ProfileError(message, location=_location(source, *where))
+
+
+def _whole_number(text: str, source: str, digits: str) -> int:
+    count = len(digits.lstrip("-"))
+    if count <= _MAX_DIGITS:
+        return int(digits)
+    where = _first_outside_strings(text, rf"-?\d{{{_MAX_DIGITS + 1},}}")
+    message = f"not JSON: a number with {count} digits"
+
+    raise ProfileError(
+        f"{message} (no profile value has more than 20)",
+        location=_location(source, *where),
+    )
+
+
+def _first_outside_strings(text: str, pattern: str) -> tuple[int, int]:
+    """Line and column of the first match of *pattern* outside a string."""
+    for match in re.finditer(f"{_JSON_STRING}|{pattern}", text):
+        if not match.group().startswith('"'):
+            return _line_column(text, match.start())
+
+    return 1, 1
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    column = offset - text.rfind("\n", 0, offset)
+
+    return text.count("\n", 0, offset) + 1, column
 
 
 def _check_depth(text: str, source: str) -> None:
@@ -355,10 +399,7 @@ def _check_depth(text: str, source: str) -> None:
         elif bracket in "]}":
             depth -= 1
         if depth > MAX_DEPTH:
-            offset = token.start()
-            line = text.count("\n", 0, offset) + 1
-            column = offset - text.rfind("\n", 0, offset)
-            location = _location(source, line, column)
+            location = _location(source, *_line_column(text, token.start()))
             raise ProfileError(
                 f"nested more than {MAX_DEPTH} levels deep", location=location
             )
@@ -401,6 +442,9 @@ class _Checker:
                 ("archMap",), "use either architectures or archMap, not both"
             )
         self.flags(data.get("flags"))
+        for key in ("listenerPath", "listenerMetadata"):
+            if data.get(key) is not None:
+                self.expect(data[key], str, (key,), "a string")
 
         return Profile(
             data=data,
@@ -576,6 +620,12 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    names = {dict: "an object", list: "a list", str: "a string", int: "a number"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number with a fraction or exponent",
+    }
 
     return names.get(type(value), "a number")

@@ -10,7 +10,12 @@ import subprocess
 import sys
 import uuid
 
+import tempfile
+
 import pytest
+from helpers_seccomp import DOCKER_DATA, JSON_VALUES, MUTATIONS, mutated
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fanwatch.cli import exitcodes, main
 
@@ -371,3 +376,32 @@ def test_patch_to_stdout(capsys, tmp_path, monkeypatch):
             "removed fanotify_init, now allowed above"
         ),
     ]
+
+
+HOSTILE_DOCUMENTS = (
+    JSON_VALUES.map(lambda value: json.dumps(value).encode())
+    | MUTATIONS.map(lambda changes: json.dumps(mutated(DOCKER_DATA, changes)).encode())
+    | st.binary(max_size=40)
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(HOSTILE_DOCUMENTS)
+def test_hostile_profiles_never_raise(capsys, data):
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "p.json")
+        with open(path, "wb") as stream:
+            stream.write(data)
+        for command in (
+            ["check", path],
+            ["resolve", path, "-o", "-"],
+            ["patch", path, "--for", "watch", "-o", "-"],
+        ):
+            code, _, err = run(capsys, *command, "--arch", "amd64", "--kernel", "6.18")
+            assert code in (exitcodes.OK, exitcodes.USAGE, exitcodes.NOT_SUPPORTED)
+            if code == exitcodes.USAGE:
+                assert err.startswith(f"fanwatch: {path}") and err.count("\n") == 1

@@ -11,6 +11,15 @@ import json
 import os
 
 import pytest
+from helpers_seccomp import (
+    DOCKER_DATA,
+    JSON_VALUES,
+    MUTATIONS,
+    PROFILE_KEYS,
+    mutated,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fanwatch.errors import ProfileError
 from fanwatch.seccomp import (
@@ -751,3 +760,45 @@ def test_huge_argument_values():
     text = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule]})
     with pytest.raises(ProfileError, match=r"args\[0\]\.value: .* out of range"):
         loads_profile(text)
+
+
+
+# --- random documents --------------------------------------------------------------
+
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+def load_or_profile_error(text: str) -> None:
+    try:
+        profile = loads_profile(text, source="fuzz.json")
+    except ProfileError as exc:
+        assert "\n" not in str(exc) and exc.location.startswith("fuzz.json")
+        return
+    for job in JOB_SYSCALLS:
+        check_job(profile, job, DOCKER_DEFAULT_CAPS, "amd64", (6, 18, 0))
+    profile.resolve(WITH_SYS_ADMIN, "arm64", (5, 4, 0))
+
+
+@FUZZ
+@given(JSON_VALUES)
+def test_random_json_is_a_profile_or_a_profile_error(document):
+    load_or_profile_error(json.dumps(document))
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(PROFILE_KEYS), JSON_VALUES, max_size=6))
+def test_random_profile_shaped_objects(document):
+    load_or_profile_error(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", **document}))
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_mutated_docker_profile(mutations):
+    load_or_profile_error(json.dumps(mutated(DOCKER_DATA, mutations), indent=2))
+
+
+@FUZZ
+@given(st.text(max_size=40))
+def test_random_text(text):
+    load_or_profile_error(text)

@@ -10,7 +10,12 @@ import subprocess
 import sys
 import uuid
 
+import tempfile
+
 import pytest
+from helpers_seccomp import DOCKER_DATA, JSON_VALUES, MUTATIONS, mutated
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fanwatch.cli import exitcodes, main
 
@@ -327,3 +332,76 @@ def test_runc_with_the_patched_profile_allows_fanotify_init(capsys, tmp_path, bu
     out = run_in_runc(bundle, json.loads(resolved.read_text()))
 
     assert out.splitlines()[0] == "fanotify_init ok"
+
+
+# --- hostile files -----------------------------------------------------------------
+
+
+def check_one_line_error(capsys, path: str, message: str) -> None:
+    """check and resolve both fail with exit 2 and *message* on one line."""
+    for command in (["check", path], ["resolve", path, "-o", "-"]):
+        code, out, err = run(capsys, *command)
+        assert (code, out) == (exitcodes.USAGE, "")
+        assert err == f"fanwatch: {path}{message}\n"
+
+
+def test_non_utf8_profile(capsys, tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xff\xfe{}")
+
+    check_one_line_error(capsys, str(path), ":1:1: not UTF-8: byte 0xff")
+
+
+def test_deeply_nested_profile(capsys, tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+
+    check_one_line_error(capsys, str(path), ":1:501: nested more than 100 levels deep")
+
+
+def test_patch_to_stdout(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "patch", DOCKER, "--for", "watch", "-o", "-")
+
+    assert code == exitcodes.OK and os.listdir(tmp_path) == []
+    patched = json.loads(out)
+    assert "fanotify_init" in patched["syscalls"][0]["names"]
+    assert err.splitlines() == [
+        (
+            "changed: syscalls[0] (accept, accept4, access, +356 more): "
+            "added fanotify_init"
+        ),
+        (
+            "changed: syscalls[15] (bpf, clone, clone3, +20 more): "
+            "removed fanotify_init, now allowed above"
+        ),
+    ]
+
+
+HOSTILE_DOCUMENTS = (
+    JSON_VALUES.map(lambda value: json.dumps(value).encode())
+    | MUTATIONS.map(lambda changes: json.dumps(mutated(DOCKER_DATA, changes)).encode())
+    | st.binary(max_size=40)
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(HOSTILE_DOCUMENTS)
+def test_hostile_profiles_never_raise(capsys, data):
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "p.json")
+        with open(path, "wb") as stream:
+            stream.write(data)
+        for command in (
+            ["check", path],
+            ["resolve", path, "-o", "-"],
+            ["patch", path, "--for", "watch", "-o", "-"],
+        ):
+            code, _, err = run(capsys, *command, "--arch", "amd64", "--kernel", "6.18")
+            assert code in (exitcodes.OK, exitcodes.USAGE, exitcodes.NOT_SUPPORTED)
+            if code == exitcodes.USAGE:
+                assert err.startswith(f"fanwatch: {path}") and err.count("\n") == 1

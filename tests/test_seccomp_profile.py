@@ -11,6 +11,15 @@ import json
 import os
 
 import pytest
+from helpers_seccomp import (
+    DOCKER_DATA,
+    JSON_VALUES,
+    MUTATIONS,
+    PROFILE_KEYS,
+    mutated,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fanwatch.errors import ProfileError
 from fanwatch.seccomp import (
@@ -661,3 +670,135 @@ def test_capabilities_may_be_named_without_the_cap_prefix():
     assert profile.evaluate("fanotify_init", caps=["sys_admin"]).allowed
     with pytest.raises(ValueError, match="unknown capability"):
         profile.evaluate("fanotify_init", caps=["NOT_A_CAP"])
+
+
+# --- hostile files -----------------------------------------------------------------
+
+
+def write_bytes(tmp_path, data: bytes) -> str:
+    path = tmp_path / "hostile.json"
+    path.write_bytes(data)
+
+    return str(path)
+
+
+def test_non_utf8_profile_is_a_profile_error(tmp_path):
+    path = write_bytes(tmp_path, b'{\n  "defaultAction": "\xff\xfe"}')
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+
+    assert caught.value.location == f"{path}:2:21"
+    assert str(caught.value) == f"{path}:2:21: not UTF-8: byte 0xff"
+
+
+@pytest.mark.parametrize("depth", [101, 100_000])
+def test_deeply_nested_profile_is_a_profile_error(depth):
+    nested = '{"a":' * depth + "1" + "}" * depth
+    text = '{\n"defaultAction": "SCMP_ACT_ALLOW",\n"comment": ' + nested + "}"
+    with pytest.raises(ProfileError) as caught:
+        loads_profile(text, source="deep.json")
+
+    assert str(caught.value) == "deep.json:3:507: nested more than 100 levels deep"
+
+
+def test_nesting_up_to_the_limit_is_accepted():
+    nested = "[" * 99 + "]" * 99
+
+    assert loads_profile(f'{{"defaultAction": "SCMP_ACT_ALLOW", "x": {nested}}}')
+
+
+HOSTILE = {
+    "empty": ("", "p.json:1:1: not JSON: Expecting value"),
+    "array": ("[]", "p.json:1: (top level): must be an object, not a list"),
+    "infinite": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1e400}',
+        "p.json:1: defaultErrnoRet: must be a whole number, "
+        "not a number with a fraction or exponent",
+    ),
+    "fraction": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1.0}',
+        "p.json:1: defaultErrnoRet: must be a whole number, "
+        "not a number with a fraction or exponent",
+    ),
+    "2**70": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": %d}' % 2**70,
+        "p.json:1: defaultErrnoRet: 1180591620717411303424 is out of range "
+        "(0 to 4095)",
+    ),
+    "5000 digits": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": %s}' % ("9" * 5000),
+        "p.json:1:56: not JSON: a number with 5000 digits "
+        "(no profile value has more than 20)",
+    ),
+    "NaN": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": NaN}',
+        "p.json:1:56: not JSON: NaN is not a JSON value",
+    ),
+    "-Infinity": (
+        '{"comment": "NaN -Infinity", "defaultAction": "SCMP_ACT_ERRNO",\n'
+        ' "listenerPath": -Infinity}',
+        "p.json:2:18: not JSON: -Infinity is not a JSON value",
+    ),
+    "listenerPath": (
+        '{"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": 7}',
+        "p.json:1: listenerPath: must be a string, not a number",
+    ),
+}
+
+
+@pytest.mark.parametrize("text, message", HOSTILE.values(), ids=HOSTILE)
+def test_hostile_profiles(text, message):
+    with pytest.raises(ProfileError) as caught:
+        loads_profile(text, source="p.json")
+
+    assert str(caught.value) == message
+
+
+def test_huge_argument_values():
+    condition = {"index": 0, "value": 2**70, "op": "SCMP_CMP_EQ"}
+    rule = allow("fanotify_init", args=[condition])
+    text = json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule]})
+    with pytest.raises(ProfileError, match=r"args\[0\]\.value: .* out of range"):
+        loads_profile(text)
+
+
+
+# --- random documents --------------------------------------------------------------
+
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+def load_or_profile_error(text: str) -> None:
+    try:
+        profile = loads_profile(text, source="fuzz.json")
+    except ProfileError as exc:
+        assert "\n" not in str(exc) and exc.location.startswith("fuzz.json")
+        return
+    for job in JOB_SYSCALLS:
+        check_job(profile, job, DOCKER_DEFAULT_CAPS, "amd64", (6, 18, 0))
+    profile.resolve(WITH_SYS_ADMIN, "arm64", (5, 4, 0))
+
+
+@FUZZ
+@given(JSON_VALUES)
+def test_random_json_is_a_profile_or_a_profile_error(document):
+    load_or_profile_error(json.dumps(document))
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(PROFILE_KEYS), JSON_VALUES, max_size=6))
+def test_random_profile_shaped_objects(document):
+    load_or_profile_error(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", **document}))
+
+
+@FUZZ
+@given(MUTATIONS)
+def test_mutated_docker_profile(mutations):
+    load_or_profile_error(json.dumps(mutated(DOCKER_DATA, mutations), indent=2))
+
+
+@FUZZ
+@given(st.text(max_size=40))
+def test_random_text(text):
+    load_or_profile_error(text)

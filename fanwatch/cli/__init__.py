@@ -12,9 +12,11 @@ import errno
 import importlib
 import os
 import sys
+from typing import NoReturn
 
 from .. import __version__
-from ..errors import FanwatchError
+from ..errors import FanwatchError, short_path
+from ..output import escape
 from . import exitcodes
 
 SUBCOMMANDS = ("watch", "guard", "policy", "doctor", "seccomp")
@@ -31,8 +33,27 @@ ERRNO_HINTS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming its command:
+    ``fanwatch watch: <message> (see 'fanwatch watch --help')``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        line = f"{self.prog}: {escape(message)} (see '{self.prog} --help')"
+        self.exit(exitcodes.USAGE, line + "\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse hands a subcommand's unknown arguments up to the top
+        # parser, which would report them as its own; the subcommand that
+        # was given them reports them instead. Nothing here wants extras.
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="fanwatch",
         description="Monitor and control file access with Linux fanotify.",
     )
@@ -40,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks and debug logging"
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Subcommand parsers, and theirs, are built from parser_class.
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=OneLineParser
+    )
     for name in SUBCOMMANDS:
         try:
             module = importlib.import_module(f"{__name__}.{name}")
@@ -54,14 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe_error(exc: BaseException) -> tuple[str, str | None]:
-    """The one-line message and optional hint for an exception."""
+    """The message and optional hint for an exception, each one line:
+    control characters (from paths, mostly) are escaped."""
+    message, hint = _describe(exc)
+
+    return escape(message), escape(hint) if hint else None
+
+
+def _describe(exc: BaseException) -> tuple[str, str | None]:
     if isinstance(exc, FanwatchError):
         return str(exc), exc.hint
     if isinstance(exc, OSError):
-        filename = exc.filename
-        if isinstance(filename, bytes):
-            filename = os.fsdecode(filename)
-        where = f"{filename}: " if filename else ""
+        where = f"{short_path(exc.filename)}: " if exc.filename else ""
         reason = exc.strerror or str(exc)
         return f"{where}{reason}", ERRNO_HINTS.get(exc.errno)
 

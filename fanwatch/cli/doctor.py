@@ -13,7 +13,7 @@ import sys
 from ..doctor import JOBS, replay, run_live
 from ..doctor.render import to_json, to_text
 from ..doctor.selftests import DEFAULT_EVENT_TIMEOUT
-from ..errors import FanwatchError
+from ..errors import FanwatchError, short_path
 from . import exitcodes
 
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         report = replay(args.replay, args.job)
     else:
         if args.path is not None and not os.path.isdir(args.path):
-            raise _usage(f"{args.path}: not an existing directory")
+            raise _usage(f"{short_path(args.path)}: not an existing directory")
         report = run_live(
             args.path, args.job, event_timeout=args.timeout, record=args.record
         )

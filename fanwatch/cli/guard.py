@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..errors import FanwatchError, NotSupportedError, PolicyError
+from ..errors import FanwatchError, NotSupportedError, PolicyError, short_path
 from ..guard import DEFAULT_DEADLINE, DEFAULT_WATCHDOG, Guard, GuardConfig
 from ..guard.core import MAX_WORKERS
 from ..policy import load_policy
@@ -132,7 +132,7 @@ def config_from_args(args: argparse.Namespace) -> GuardConfig:
         raise _usage("give either PATH... or --mount DIR")
     for path in [args.mount] if args.mount else args.paths:
         if not os.path.exists(path):
-            raise _usage(f"{path}: no such file or directory")
+            raise _usage(f"{short_path(path)}: no such file or directory")
     if not 1 <= args.workers <= MAX_WORKERS:
         raise _usage(f"--workers must be between 1 and {MAX_WORKERS}")
     log = args.log if args.log is not None else ("-" if args.policy else None)

@@ -12,7 +12,7 @@ import json
 import re
 import sys
 
-from ..errors import FanwatchError, ProfileError
+from ..errors import FanwatchError, ProfileError, short_path
 from ..seccomp import (
     JOB_CAPS,
     JOB_SYSCALLS,
@@ -51,7 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     patch = commands.add_parser("patch", help="write the smallest change a job needs")
     _add_common(patch, caps=False)
     patch.add_argument("--for", dest="job", choices=JOBS, required=True)
-    patch.add_argument("-o", "--output", required=True, help="new file to write")
+    patch.add_argument(
+        "-o", "--output", required=True, help="new file to write, - for stdout"
+    )
     patch.set_defaults(run=run_patch)
 
     resolve = commands.add_parser(
@@ -109,20 +111,25 @@ def run_check(args) -> int:
 def run_patch(args) -> int:
     profile, _, arch, kernel = _inputs(args, caps=False)
     patched, changes = patch_for(profile.data, args.job, arch, kernel)
-    _write_new(args.output, _dumps(patched, profile.text or ""))
+    _write_output(args.output, _dumps(patched, profile.text or ""))
+    # With the profile on stdout, the words about it go to stderr.
+    report = sys.stderr if args.output == "-" else sys.stdout
     needed = " + ".join(sorted(JOB_CAPS[args.job]))
     if needed:
         print(
-            f"{args.job} needs {needed}: run the container with --cap-add {needed[4:]}"
+            f"{args.job} needs {needed}: run the container with --cap-add {needed[4:]}",
+            file=report,
         )
     if not changes:
         with_caps = needed or "no capability"
         print(
-            f"no change needed: the profile already allows {args.job} with {with_caps}"
+            f"no change needed: the profile already allows {args.job} with {with_caps}",
+            file=report,
         )
     for change in changes:
-        print(f"changed: {change}")
-    print(f"wrote {args.output}")
+        print(f"changed: {change}", file=report)
+    if args.output != "-":
+        print(f"wrote {args.output}")
 
     return exitcodes.OK
 
@@ -132,11 +139,7 @@ def run_resolve(args) -> int:
     resolved = profile.resolve(caps, arch, kernel)
     if profile.data.get("flags"):
         print("fanwatch: note: flags left out (runc 1.1 refuses them)", file=sys.stderr)
-    text = json.dumps(resolved, indent=2) + "\n"
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        _write_new(args.output, text)
+    _write_output(args.output, json.dumps(resolved, indent=2) + "\n")
 
     return exitcodes.OK
 
@@ -168,6 +171,14 @@ def _usage(message: str) -> FanwatchError:
     return error
 
 
+def _write_output(path: str, text: str) -> None:
+    """Write *text* to stdout when *path* is ``-``, else to the new file."""
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        _write_new(path, text)
+
+
 def _write_new(path: str, text: str) -> None:
     """Write *text* to *path*, which must not exist yet."""
     try:
@@ -175,7 +186,8 @@ def _write_new(path: str, text: str) -> None:
             stream.write(text)
     except FileExistsError:
         raise FanwatchError(
-            f"{path}: already exists, not overwritten", hint="choose another -o path"
+            f"{short_path(path)}: already exists, not overwritten",
+            hint="choose another -o path",
         ) from None
 
 

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..errors import FanwatchError
+from ..errors import FanwatchError, short_path
 from ..filters import USER_EVENTS, EventFilter, parse_event_names
 from ..output import CsvFormatter, formatter_for
 from ..watcher import DEFAULT_EVENTS, Scope, Watcher
@@ -214,7 +214,8 @@ def open_output(path: str | None) -> TextIO:
         return open(path, "x", buffering=1, encoding="utf-8", errors="backslashreplace")
     except FileExistsError:
         raise FanwatchError(
-            f"{path}: already exists", hint="fanwatch never overwrites; choose a new name"
+            f"{short_path(path)}: already exists",
+            hint="fanwatch never overwrites; choose a new name",
         ) from None
 
 

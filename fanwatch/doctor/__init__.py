@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 
-from ..errors import FanwatchError
+from ..errors import FanwatchError, short_path
 from .facts import Host, collect
 from .findings import JOBS, Inputs, diagnose
 from .probes import run_probes
@@ -134,7 +134,7 @@ def examine(
 
 def _check_dir(path: str | None) -> None:
     if path is not None and not os.path.isdir(path):
-        raise FanwatchError(f"doctor: {path}: not an existing directory")
+        raise FanwatchError(f"doctor: {short_path(path)}: not an existing directory")
 
 
 def replay(tree: str, job: str = "watch") -> dict:
@@ -143,13 +143,7 @@ def replay(tree: str, job: str = "watch") -> dict:
 
     Raises FanwatchError if the recording is missing or not valid JSON.
     """
-    try:
-        with open(os.path.join(tree, RECORDING), encoding="utf-8") as file:
-            recording = json.load(file)
-    except (OSError, ValueError) as exc:
-        error = FanwatchError(f"doctor: {tree}: cannot read {RECORDING}: {exc}")
-        error.exit_code = 2  # a bad recording is bad input, like a bad PATH
-        raise error from None
+    recording = _read_recording(tree)
     path = recording.get("path") or "/tmp"
     facts = collect(Host.from_tree(tree), path)
 
@@ -162,3 +156,87 @@ def replay(tree: str, job: str = "watch") -> dict:
         selftest_dir=recording.get("selftest_dir"),
         notes=recording.get("notes"),
     )
+
+
+def _read_recording(tree: str):
+    """The decoded ``recorded.json`` of *tree*; FanwatchError (exit code 2)
+    when it cannot be read or decoded."""
+    try:
+        with open(os.path.join(tree, RECORDING), encoding="utf-8") as file:
+            recording = json.load(file)
+    except OSError as exc:
+        raise _bad_recording(tree, f"cannot read {RECORDING}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise _bad_recording(tree, f"cannot read {RECORDING}: {exc}") from None
+    except RecursionError:
+        raise _bad_recording(tree, f"{RECORDING}: nested too deeply") from None
+    problem = _recording_problem(recording)
+    if problem:
+        raise _bad_recording(tree, f"{RECORDING}: {problem}")
+
+    return recording
+
+
+def _recording_problem(recording) -> str | None:
+    """What keeps *recording* from being replayed, in words, or None.
+
+    ``probes`` (at least one) and ``selftests`` map a name to a result
+    object with a string ``outcome`` and plain values, as a live run
+    records them; ``path`` and ``selftest_dir`` are strings or null,
+    ``notes`` a list of strings.
+    """
+    if not isinstance(recording, dict):
+        return f"must be an object, not {_kind(recording)}"
+    if "probes" not in recording:
+        return "probes: missing"
+    for key in ("probes", "selftests"):
+        problem = _results_problem(key, recording.get(key, {}))
+        if problem:
+            return problem
+    if not recording["probes"]:
+        return "probes: no probe recorded"
+    for key in ("path", "selftest_dir"):
+        if not isinstance(recording.get(key), (str, type(None))):
+            return f"{key}: must be a string, not {_kind(recording[key])}"
+    notes = recording.get("notes") or []
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        return "notes: must be a list of strings"
+
+    return None
+
+
+def _results_problem(key: str, results) -> str | None:
+    if not isinstance(results, dict):
+        return f"{key}: must be an object, not {_kind(results)}"
+    for name, result in results.items():
+        where = f"{key}.{name}"
+        if not isinstance(result, dict):
+            return f"{where}: must be an object, not {_kind(result)}"
+        if "outcome" not in result:
+            return f"{where}.outcome: missing"
+        outcome = result["outcome"]
+        if not isinstance(outcome, str):
+            return f"{where}.outcome: must be a string, not {_kind(outcome)}"
+        for field, value in result.items():
+            if isinstance(value, (dict, list)):
+                return f"{where}.{field}: must be a string, number, boolean or null"
+
+    return None
+
+
+def _kind(value) -> str:
+    """The JSON type of decoded *value*, with its article."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "a list", str: "a string"}
+
+    return kinds.get(type(value), "a number")
+
+
+def _bad_recording(tree: str, message: str) -> FanwatchError:
+    error = FanwatchError(f"doctor: {short_path(tree)}: {message}")
+    error.exit_code = 2  # a bad recording is bad input, like a bad PATH
+
+    return error

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ProfileError
+from ..errors import ProfileError, short_path
 from . import jsonpos
 from .jsonpos import Path
 from .names import (
@@ -33,6 +33,14 @@ from .names import (
 from .verdict import Verdict, decide
 
 _U64_MAX = 2**64 - 1
+# A real profile nests about five levels; the limit keeps deeper documents
+# away from the recursive JSON decoder and encoder.
+MAX_DEPTH = 100
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+_JSON_TOKEN = re.compile(_JSON_STRING + r"|[][{}]")
+# No value in a profile has more digits than 2**64; a longer whole number is
+# refused while decoding, before Python's limit on int digits is reached.
+_MAX_DIGITS = 100
 _CAP_PATTERN = re.compile(r"CAP_[A-Z0-9_]+")
 # Keys moby's decoder reads; anything else (such as "comment") is ignored
 # by the runtimes, and so here.
@@ -302,25 +310,104 @@ class Profile:
 def load_profile(path: str) -> Profile:
     """Read and check the profile at *path*.
 
-    Raises ProfileError for text that is not JSON (with line:column) or a
-    profile the runtime would refuse (with the path inside the file and its
-    line); OSError when the file cannot be read.
+    Raises ProfileError for text that is not UTF-8 or not JSON (with
+    line:column) or a profile the runtime would refuse (with the path inside
+    the file and its line); OSError when the file cannot be read.
     """
-    with open(path, encoding="utf-8") as stream:
-        text = stream.read()
+    with open(path, "rb") as stream:
+        data = stream.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(data, exc, path) from None
 
     return loads_profile(text, source=path)
 
 
+def _not_utf8(data: bytes, exc: UnicodeDecodeError, source: str) -> ProfileError:
+    """The error for the first byte of *data* that is not UTF-8, at its
+    line and column (counted in characters, as for JSON errors)."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    line = data.count(b"\n", 0, line_start) + 1
+    column = len(data[line_start : exc.start].decode("utf-8")) + 1
+    byte = data[exc.start]
+
+    return ProfileError(
+        f"not UTF-8: byte {byte:#04x}", location=_location(source, line, column)
+    )
+
+
 def loads_profile(text: str, *, source: str = "<profile>") -> Profile:
     """Like :func:`load_profile`, for a profile already in memory."""
+    _check_depth(text, source)
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text,
+            parse_constant=lambda name: _refuse_constant(text, source, name),
+            parse_int=lambda digits: _whole_number(text, source, digits),
+        )
     except json.JSONDecodeError as exc:
-        location = f"{source}:{exc.lineno}:{exc.colno}"
+        location = _location(source, exc.lineno, exc.colno)
         raise ProfileError(f"not JSON: {exc.msg}", location=location) from None
 
     return Profile.from_dict(data, source=source, text=text)
+
+
+def _refuse_constant(text: str, source: str, name: str) -> None:
+    """Python's decoder accepts NaN and Infinity; JSON (and Go) do not."""
+    where = _first_outside_strings(text, re.escape(name))
+    message = f"not JSON: {name} is not a JSON value"
+
+    raise ProfileError(message, location=_location(source, *where))
+
+
+def _whole_number(text: str, source: str, digits: str) -> int:
+    count = len(digits.lstrip("-"))
+    if count <= _MAX_DIGITS:
+        return int(digits)
+    where = _first_outside_strings(text, rf"-?\d{{{_MAX_DIGITS + 1},}}")
+    message = f"not JSON: a number with {count} digits"
+
+    raise ProfileError(
+        f"{message} (no profile value has more than 20)",
+        location=_location(source, *where),
+    )
+
+
+def _first_outside_strings(text: str, pattern: str) -> tuple[int, int]:
+    """Line and column of the first match of *pattern* outside a string."""
+    for match in re.finditer(f"{_JSON_STRING}|{pattern}", text):
+        if not match.group().startswith('"'):
+            return _line_column(text, match.start())
+
+    return 1, 1
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    column = offset - text.rfind("\n", 0, offset)
+
+    return text.count("\n", 0, offset) + 1, column
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Raise ProfileError at the first bracket nested deeper than MAX_DEPTH."""
+    depth = 0
+    for token in _JSON_TOKEN.finditer(text):
+        bracket = token.group()
+        if bracket in "[{":
+            depth += 1
+        elif bracket in "]}":
+            depth -= 1
+        if depth > MAX_DEPTH:
+            location = _location(source, *_line_column(text, token.start()))
+            raise ProfileError(
+                f"nested more than {MAX_DEPTH} levels deep", location=location
+            )
+
+
+def _location(source: str, *numbers: int) -> str:
+    """``source:line:column`` with a long *source* shortened."""
+    return ":".join([short_path(source), *map(str, numbers)])
 
 
 def _version(version: tuple[int, int, int]) -> str:
@@ -338,7 +425,7 @@ class _Checker:
 
     def fail(self, path: Path, message: str) -> ProfileError:
         line = jsonpos.line_of(self.text, path) if self.text else None
-        location = f"{self.source}:{line}" if line else self.source
+        location = _location(self.source, *([line] if line else []))
 
         return ProfileError(
             f"{jsonpos.format_path(path)}: {message}", location=location
@@ -355,6 +442,9 @@ class _Checker:
                 ("archMap",), "use either architectures or archMap, not both"
             )
         self.flags(data.get("flags"))
+        for key in ("listenerPath", "listenerMetadata"):
+            if data.get(key) is not None:
+                self.expect(data[key], str, (key,), "a string")
 
         return Profile(
             data=data,
@@ -530,6 +620,12 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
-    names = {dict: "an object", list: "a list", str: "a string", int: "a number"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number with a fraction or exponent",
+    }
 
     return names.get(type(value), "a number")

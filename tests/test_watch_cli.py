@@ -253,10 +253,15 @@ def test_format_placeholders(tmpfs):
         ["-e", "bogus"],
         ["-e", ","],
         ["--include", ""],
+        ["--timeout", "inf"],
+        ["--timeout", "nan"],
+        ["--uid", "-1"],
+        ["--count", "0"],
     ],
     ids=[
         "unknown-placeholder", "unbalanced", "empty-format", "unknown-event",
-        "no-event", "empty-glob",
+        "no-event", "empty-glob", "infinite-timeout", "nan-timeout",
+        "negative-uid", "zero-count",
     ],
 )
 def test_bad_option_values_are_usage_errors(tmpfs, args):

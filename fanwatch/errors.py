@@ -29,7 +29,9 @@ class NotSupportedError(FanwatchError):
 class PolicyError(FanwatchError):
     """A policy file is invalid; ``location`` is ``file:line`` where known."""
 
-    def __init__(self, message: str, *, location: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, location: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(f"{location}: {message}" if location else message, hint=hint)
         self.location = location
 
@@ -37,7 +39,9 @@ class PolicyError(FanwatchError):
 class ProfileError(FanwatchError):
     """A seccomp profile is invalid; ``location`` points into the file."""
 
-    def __init__(self, message: str, *, location: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, location: str | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(f"{location}: {message}" if location else message, hint=hint)
         self.location = location
 

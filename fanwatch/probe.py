@@ -33,7 +33,6 @@ from .constants import (
     FAN_REPORT_FD_ERROR,
     FAN_REPORT_FID,
     FAN_REPORT_MNT,
-    FAN_REPORT_NAME,
     FAN_REPORT_PIDFD,
     FAN_REPORT_TARGET_FID,
     FAN_REPORT_TID,
@@ -117,7 +116,9 @@ def probe() -> Features:
 def try_mark(group_flags: int, path: str | bytes, kind: int, mask: int) -> int | None:
     """None if a *kind* mark for *mask* on *path* is accepted, else errno."""
     try:
-        fd = syscalls.fanotify_init(group_flags | FAN_CLOEXEC | FAN_NONBLOCK, os.O_RDONLY)
+        fd = syscalls.fanotify_init(
+            group_flags | FAN_CLOEXEC | FAN_NONBLOCK, os.O_RDONLY
+        )
     except OSError as exc:
         return exc.errno
     try:

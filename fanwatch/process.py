@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 # Container ids as runtimes write them into cgroup paths: docker-<id>.scope,
 # /docker/<id>, cri-containerd-<id>, crio-<id>, libpod-<id>, /lxc/<name>.
-_CONTAINER_ID = re.compile(rb"(?:docker|libpod|crio|cri-containerd|containerd)[-/]([0-9a-f]{64})")
+_CONTAINER_ID = re.compile(
+    rb"(?:docker|libpod|crio|cri-containerd|containerd)[-/]([0-9a-f]{64})"
+)
 _HEX_ID = re.compile(rb"/([0-9a-f]{64})(?:\.scope)?$")
 
 

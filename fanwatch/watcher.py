@@ -43,7 +43,6 @@ from .constants import (
     FAN_EVENT_ON_CHILD,
     FAN_MARK_DONT_FOLLOW,
     FAN_MARK_FILESYSTEM,
-    FAN_MARK_INODE,
     FAN_MARK_MOUNT,
     FAN_MARK_ONLYDIR,
     FAN_MODIFY,
@@ -63,7 +62,7 @@ from .constants import (
     FAN_UNLIMITED_MARKS,
     FAN_UNLIMITED_QUEUE,
 )
-from .errors import FanwatchError, NotSupportedError
+from .errors import NotSupportedError
 from .events import FileEvent
 from .filters import FILE_EVENTS, EventFilter
 from .group import Group

@@ -13,10 +13,30 @@ DOCKER = os.path.join(os.path.dirname(__file__), "profiles", "docker-default.jso
 
 # Keys a profile uses, so that random objects often reach the checks behind them.
 PROFILE_KEYS = (
-    "defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls",
-    "names", "name", "action", "errnoRet", "args", "includes", "excludes", "index",
-    "value", "valueTwo", "op", "caps", "arches", "minKernel", "flags",
-    "architecture", "subArchitectures", "listenerPath", "listenerMetadata",
+    "defaultAction",
+    "defaultErrnoRet",
+    "architectures",
+    "archMap",
+    "syscalls",
+    "names",
+    "name",
+    "action",
+    "errnoRet",
+    "args",
+    "includes",
+    "excludes",
+    "index",
+    "value",
+    "valueTwo",
+    "op",
+    "caps",
+    "arches",
+    "minKernel",
+    "flags",
+    "architecture",
+    "subArchitectures",
+    "listenerPath",
+    "listenerMetadata",
 )
 SCALARS = (
     st.none()
@@ -28,9 +48,11 @@ SCALARS = (
 )
 JSON_VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(PROFILE_KEYS) | st.text(max_size=4), inner, max_size=4
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(PROFILE_KEYS) | st.text(max_size=4), inner, max_size=4
+        )
     ),
     max_leaves=20,
 )

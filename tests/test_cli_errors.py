@@ -90,9 +90,7 @@ def test_replay_of_a_deeply_nested_recording(capsys, recorded):
         ),
     ],
 )
-def test_replay_of_a_recording_of_the_wrong_shape(
-    capsys, recorded, recording, problem
-):
+def test_replay_of_a_recording_of_the_wrong_shape(capsys, recorded, recording, problem):
     tree = recorded(json.dumps(recording))
     code, out, err = run(capsys, "doctor", "--replay", tree)
 

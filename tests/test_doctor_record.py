@@ -85,8 +85,9 @@ def test_replay_of_a_recording_is_the_live_report(tmpfs, tmp_path, listener):
     assert_same_judgement(live, replayed)
     pid, fd = listener
     assert [g["pid"] for g in live["facts"]["listeners"]].count(pid) == 1
-    assert "container=fanwatch-test in own environment" in (
-        live["facts"]["runtime"]["evidence"]
+    assert (
+        "container=fanwatch-test in own environment"
+        in (live["facts"]["runtime"]["evidence"])
     )
 
 

@@ -722,8 +722,7 @@ HOSTILE = {
     ),
     "2**70": (
         '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": %d}' % 2**70,
-        "p.json:1: defaultErrnoRet: 1180591620717411303424 is out of range "
-        "(0 to 4095)",
+        "p.json:1: defaultErrnoRet: 1180591620717411303424 is out of range (0 to 4095)",
     ),
     "5000 digits": (
         '{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": %s}' % ("9" * 5000),
@@ -762,12 +761,12 @@ def test_huge_argument_values():
         loads_profile(text)
 
 
-
 # --- random documents --------------------------------------------------------------
 
 FUZZ = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
 
 def load_or_profile_error(text: str) -> None:
     try:

@@ -259,9 +259,16 @@ def test_format_placeholders(tmpfs):
         ["--count", "0"],
     ],
     ids=[
-        "unknown-placeholder", "unbalanced", "empty-format", "unknown-event",
-        "no-event", "empty-glob", "infinite-timeout", "nan-timeout",
-        "negative-uid", "zero-count",
+        "unknown-placeholder",
+        "unbalanced",
+        "empty-format",
+        "unknown-event",
+        "no-event",
+        "empty-glob",
+        "infinite-timeout",
+        "nan-timeout",
+        "negative-uid",
+        "zero-count",
     ],
 )
 def test_bad_option_values_are_usage_errors(tmpfs, args):

@@ -490,9 +490,10 @@ def test_not_recursive_reports_direct_entries_only_with_privilege(tmpfs):
     with Watcher([tmpfs], events=FAN_CREATE, recursive=False) as watcher:
         assert watcher.privileged
         run_py(
-            "import sys\n"
-            "for p in sys.argv[1:]: open(p, 'w').close()\n".replace("sys.argv[1:]",
-            repr([f"{tmpfs}/a/b/deep", f"{tmpfs}/a/mid", f"{tmpfs}/top"]))
+            "import sys\nfor p in sys.argv[1:]: open(p, 'w').close()\n".replace(
+                "sys.argv[1:]",
+                repr([f"{tmpfs}/a/b/deep", f"{tmpfs}/a/mid", f"{tmpfs}/top"]),
+            )
         )
         events = drain(watcher, 0.5)
 
@@ -531,8 +532,12 @@ def test_delete_self_of_a_file_has_its_path(tmpfs):
     with Watcher([tmpfs], events=FAN_DELETE_SELF | FAN_OPEN) as watcher:
         run_py(f"open({path!r}).close()")
         collect(watcher, has("open", os.fsencode(path)))
-        run_py(f"import os; os.rename({path!r}, {path + '2'!r}); os.unlink({path + '2'!r})")
-        events = collect(watcher, lambda got: any("delete_self" in e.kinds for e in got))
+        run_py(
+            f"import os; os.rename({path!r}, {path + '2'!r}); os.unlink({path + '2'!r})"
+        )
+        events = collect(
+            watcher, lambda got: any("delete_self" in e.kinds for e in got)
+        )
 
     gone = [e for e in events if "delete_self" in e.kinds]
     assert [e.path for e in gone] == [os.fsencode(path + "2")], events

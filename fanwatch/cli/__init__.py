@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fanwatch",
         description="Monitor and control file access with Linux fanotify.",
     )
-    parser.add_argument("--version", action="version", version=f"fanwatch {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"fanwatch {__version__}"
+    )
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks and debug logging"
     )

@@ -132,5 +132,9 @@ def test_replay_on_the_host_matches_the_live_run_inside(container, tmp_path, nam
     assert replayed["facts"] == live["facts"]
     # Nothing but the recorded files: no process of the container but pid 1.
     assert sorted(os.listdir(os.path.join(tree, "proc"))) == [
-        "1", "config.gz", "self", "sys", "version"
+        "1",
+        "config.gz",
+        "self",
+        "sys",
+        "version",
     ]

@@ -95,6 +95,8 @@ class PathResolver:
         self._cache: OrderedDict[HandleKey, bytes] = OrderedDict()
         self.cache_size = cache_size
         self.can_open_handles = True
+        # Directories already removed when their creation was read.
+        self._removed: OrderedDict[HandleKey, None] = OrderedDict()
 
     # -- the directory table -----------------------------------------------
 
@@ -103,6 +105,17 @@ class PathResolver:
         self.dirs[key] = path
 
         return key
+
+    def add_removed_dir(self, key: HandleKey, path: bytes) -> None:
+        """Record a directory that was created and removed before the event
+        of its creation was read, for the events from inside it queued
+        after that. No later event says when to forget it, so only the
+        newest ``cache_size`` such directories are kept."""
+        self.dirs[key] = path
+        self._removed[key] = None
+        if len(self._removed) > self.cache_size:
+            oldest, _ = self._removed.popitem(last=False)
+            self.dirs.pop(oldest, None)
 
     def knows_dir(self, path: bytes) -> bool:
         return path in self.dirs.values()

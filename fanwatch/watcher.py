@@ -584,7 +584,13 @@ class Watcher:
         """
         mask = event.mask
         marks_new = source.tracks_dirs
-        if mask & FAN_RENAME and event.old_path is not None and event.path is not None:
+        if mask & FAN_CREATE and mask & FAN_DELETE and target is not None:
+            # mkdir and rmdir merged by the kernel into one event, queued
+            # where the mkdir was: the events queued after it, from inside
+            # the directory, still need its path.
+            if event.path is not None:
+                self._resolver.add_removed_dir(target.key(), event.path)
+        elif mask & FAN_RENAME and event.old_path is not None and event.path is not None:
             known = self._resolver.knows_dir(event.old_path)
             self._resolver.move_tree(event.old_path, event.path)
             if not known:

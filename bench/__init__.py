@@ -1,0 +1,1 @@
+"""Benchmarks for fanwatch (run as root; not part of the test suite)."""

@@ -1,0 +1,5 @@
+import sys
+
+from bench.watch.run import main
+
+sys.exit(main())

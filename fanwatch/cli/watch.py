@@ -206,12 +206,16 @@ def _check_process_filters(args: argparse.Namespace, watcher: Watcher) -> None:
 
 
 def open_output(path: str | None) -> TextIO:
-    """Standard output, or a new file that must not exist yet."""
+    """Standard output, or a new file that must not exist yet.
+
+    Not line-buffered: the loop flushes after each batch of events, which
+    is as prompt for a reader and saves a write() per line.
+    """
     if path is None:
-        sys.stdout.reconfigure(line_buffering=True, errors="backslashreplace")
+        sys.stdout.reconfigure(line_buffering=False, errors="backslashreplace")
         return sys.stdout
     try:
-        return open(path, "x", buffering=1, encoding="utf-8", errors="backslashreplace")
+        return open(path, "x", encoding="utf-8", errors="backslashreplace")
     except FileExistsError:
         raise FanwatchError(
             f"{short_path(path)}: already exists",
@@ -279,6 +283,7 @@ def _loop(watcher: Watcher, formatter, output: TextIO, count: int | None,
             if count and seen >= count:
                 output.flush()
                 return exitcodes.OK
+        output.flush()
 
 
 def _announce(watcher: Watcher, args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 /*
  * The C baseline for the watch benchmark: the least a fanotify consumer can
- * do. One group with FAN_UNLIMITED_QUEUE and a filesystem mark on PATH;
+ * do. One group with FAN_UNLIMITED_QUEUE and a mount mark (fd mode) or a
+ * filesystem mark (fid mode) on PATH;
  * prints "ready", waits for the first event, then reads 256 KiB at a time
  * until the queue is empty (EAGAIN) and prints its counts and peak RSS.
  *
@@ -75,7 +76,8 @@ int main(int argc, char **argv)
 		perror("consumer: fanotify_init");
 		return 1;
 	}
-	if (fanotify_mark(group, FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+	/* fd mode: a mount mark, as `fanwatch watch --mount` places. */
+	if (fanotify_mark(group, FAN_MARK_ADD | (fid ? FAN_MARK_FILESYSTEM : FAN_MARK_MOUNT),
 			  fid ? FID_EVENTS : FD_EVENTS, AT_FDCWD, argv[2]) < 0) {
 		perror("consumer: fanotify_mark");
 		return 1;

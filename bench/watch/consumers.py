@@ -1,7 +1,7 @@
 """The Python consumers the watch benchmark times, one per process.
 
-usage: python -m bench.watch.consumers raw|watcher PATH [--unprivileged]
-       [--include GLOB ...]
+usage: python -m bench.watch.consumers raw|watcher PATH [--mount]
+       [--unprivileged] [--include GLOB ...]
 
 Each prints ``ready`` once its marks are in place, waits for the first
 event, drains the queue until nothing is left, and prints one JSON line of
@@ -9,12 +9,12 @@ counts and its peak RSS (VmHWM). The benchmark stops the process before the work
 continues it afterwards, so every event is already queued when it reads.
 
 * ``raw``: the library's lowest layer, exactly what the C consumer's ``fd``
-  mode does: a ``Group`` with ``FAN_UNLIMITED_QUEUE`` and a filesystem mark,
+  mode does: a ``Group`` with ``FAN_UNLIMITED_QUEUE`` and a mount mark,
   ``Group.read`` batches, ``readlink`` of ``/proc/self/fd/N`` for each event,
   every fd closed by the batch.
 * ``watcher``: :class:`fanwatch.watcher.Watcher` on PATH with its defaults,
   as ``fanwatch watch`` builds it: paths and process details resolved;
-  ``--unprivileged`` and ``--include`` as for ``fanwatch watch``.
+  ``--mount``, ``--unprivileged`` and ``--include`` as for ``fanwatch watch``.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ import os
 import sys
 
 from fanwatch.filters import EventFilter
-from fanwatch.constants import FAN_CLASS_NOTIF, FAN_MARK_FILESYSTEM, FAN_UNLIMITED_QUEUE
+from fanwatch.constants import FAN_CLASS_NOTIF, FAN_MARK_MOUNT, FAN_UNLIMITED_QUEUE
 from fanwatch.group import Group
-from fanwatch.watcher import FD_MODE_EVENTS, Watcher
+from fanwatch.watcher import FD_MODE_EVENTS, Scope, Watcher
 
 
 def drain_raw(path: str) -> dict:
     counts = {"events": 0, "overflows": 0, "unresolved": 0}
     with Group(FAN_CLASS_NOTIF | FAN_UNLIMITED_QUEUE) as group:
-        group.mark(path, FD_MODE_EVENTS, kind=FAN_MARK_FILESYSTEM)
+        group.mark(path, FD_MODE_EVENTS, kind=FAN_MARK_MOUNT)
         _ready()
         group.wait()
         readlink = os.readlink
@@ -51,9 +51,14 @@ def drain_raw(path: str) -> dict:
     return counts
 
 
-def drain_watcher(path: str, unprivileged: bool, include: list[str]) -> dict:
-    mode = "unprivileged" if unprivileged else "auto"
-    with Watcher([path], mode=mode, filter=EventFilter(include=include)) as watcher:
+def drain_watcher(path: str, mount: bool, unprivileged: bool, include: list[str]) -> dict:
+    watcher = Watcher(
+        [path],
+        scope=Scope.MOUNT if mount else Scope.TREE,
+        mode="unprivileged" if unprivileged else "auto",
+        filter=EventFilter(include=include),
+    )
+    with watcher:
         _ready()
         events = 0
         while not any(_progress(watcher)[1:]):
@@ -102,13 +107,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.watch.consumers")
     parser.add_argument("kind", choices=("raw", "watcher"))
     parser.add_argument("path")
+    parser.add_argument("--mount", action="store_true")
     parser.add_argument("--unprivileged", action="store_true")
     parser.add_argument("--include", action="append", default=[])
     args = parser.parse_args(argv)
     if args.kind == "raw":
         counts = drain_raw(args.path)
     else:
-        counts = drain_watcher(args.path, args.unprivileged, args.include)
+        counts = drain_watcher(args.path, args.mount, args.unprivileged, args.include)
     counts["vmhwm_kib"] = _peak_rss_kib()
     print(json.dumps(counts), flush=True)
 

@@ -33,6 +33,7 @@ DROP_SYS_ADMIN = [
     "--",
 ]
 QUEUE_SYSCTL = "/proc/sys/fs/fanotify/max_queued_events"
+C_ROWS = {"fd": "C consumer [fd, mount mark]", "FID": "C consumer [FID, filesystem mark]"}
 
 
 @dataclass(frozen=True)
@@ -180,84 +181,68 @@ class Bench:
     def files_workload(self, mount: str, files: int, *extra: str) -> list[str]:
         return [self.workload, "-H", *extra, mount, str(files)]
 
-    # -- 1. throughput -------------------------------------------------------
+    # -- 1. throughput and 2. burst -----------------------------------------
 
     def throughput(self) -> None:
         n = self.sizes.files
-        section = "throughput"
         print(f"throughput: {n} files", file=sys.stderr)
-        add = self.report.add
-
-        for mode, name in (("fd", "C consumer, fd mode"), ("fid", "C consumer, FID mode")):
-            with common.private_tmpfs() as mnt:
-                result, counts = self.run_c(mode, mnt, self.files_workload(mnt, n))
-            add(Row(section, name, counts["events"], result.seconds, counts["overflows"],
-                    result.rss_kib))
-
-        with common.private_tmpfs() as mnt:
-            result, counts = self.run_py("raw", mnt, self.files_workload(mnt, n))
-        add(Row(section, "library, raw events (fd mode)", counts["events"], result.seconds,
-                counts["overflows"], result.rss_kib, ratio_to="C consumer, fd mode"))
-
-        with common.private_tmpfs() as mnt:
-            result, counts = self.run_py("watcher", mnt, self.files_workload(mnt, n))
-        records, expected = counts["events"], counts["emitted"]
-        add(Row(section, "library, Watcher (paths + processes)", records, result.seconds,
-                counts["overflows"], result.rss_kib, note=_emitted(counts),
-                ratio_to="C consumer, FID mode"))
-
-        for name, args in (("fanwatch watch --json > /dev/null", ["--json"]),
-                           ("fanwatch watch (text) -o FILE", None)):
-            with common.private_tmpfs() as mnt, common.private_tmpfs() as out:
-                args = args or ["-o", os.path.join(out, "events.txt")]
-                result = self.run_cli(mnt, self.files_workload(mnt, n), expected, args)
-                lines = _count_lines(args[1]) if args[0] == "-o" else None
-            row = add(Row(section, name, records, result.seconds,
-                          _lost(result.stderr), result.rss_kib, result.complete,
-                          ratio_to="C consumer, FID mode"))
-            if lines is not None and lines != expected:
-                row.complete = False
-                row.note = f"{lines} lines written"
-
-    # -- 2. burst ------------------------------------------------------------
+        self._drain_all("throughput", lambda mode: n, text_output=True)
 
     def burst(self) -> None:
         target = self.sizes.burst
-        section = "burst"
         print(f"burst: {target} events queued", file=sys.stderr)
-        per_file = {"fd": self._per_file("C consumer, fd mode"),
-                    "fid": self._per_file("C consumer, FID mode")}
-
-        def files(mode: str) -> int:
-            return max(1, round(target / per_file[mode]))
-
-        add = self.report.add
-        for mode, name in (("fd", "C consumer, fd mode"), ("fid", "C consumer, FID mode")):
-            with common.private_tmpfs() as mnt:
-                result, counts = self.run_c(mode, mnt, self.files_workload(mnt, files(mode)))
-            add(Row(section, name, counts["events"], result.seconds, counts["overflows"],
-                    result.rss_kib))
-        with common.private_tmpfs() as mnt:
-            result, counts = self.run_py("raw", mnt, self.files_workload(mnt, files("fd")))
-        add(Row(section, "library, raw events (fd mode)", counts["events"], result.seconds,
-                counts["overflows"], result.rss_kib, ratio_to="C consumer, fd mode"))
-        with common.private_tmpfs() as mnt:
-            result, counts = self.run_py("watcher", mnt,
-                                         self.files_workload(mnt, files("fid")))
-        records, expected = counts["events"], counts["emitted"]
-        add(Row(section, "library, Watcher (paths + processes)", records, result.seconds,
-                counts["overflows"], result.rss_kib, note=_emitted(counts),
-                ratio_to="C consumer, FID mode"))
-        with common.private_tmpfs() as mnt:
-            result = self.run_cli(mnt, self.files_workload(mnt, files("fid")), expected,
-                                  ["--json"])
-        add(Row(section, "fanwatch watch --json > /dev/null", records, result.seconds,
-                _lost(result.stderr), result.rss_kib, result.complete,
-                ratio_to="C consumer, FID mode"))
+        # Files per mode so that about `target` events are queued: the
+        # kernel merges a file's events differently in each mode.
+        per_file = {mode: self._per_file(C_ROWS[mode]) for mode in C_ROWS}
+        self._drain_all("burst", lambda mode: max(1, round(target / per_file[mode])))
 
     def _per_file(self, name: str) -> float:
         row = self.report.find("throughput", name)
         return row.events / self.sizes.files if row else 1.0
+
+    def _drain_all(self, section: str, files, text_output: bool = False) -> None:
+        """Every consumer, each on a fresh tmpfs with its own run of the
+        workload, fd mode first, then FID mode."""
+        for mode in ("fd", "FID"):
+            n = files(mode)
+            cli = ["--mount"] if mode == "fd" else []
+            extra = ["--mount"] if mode == "fd" else []
+            base = C_ROWS[mode]
+            self._add_c(section, mode, n)
+            if mode == "fd":
+                with common.private_tmpfs() as mnt:
+                    result, counts = self.run_py("raw", mnt, self.files_workload(mnt, n))
+                self._add(section, "library, raw events", mode, counts, result, base)
+            with common.private_tmpfs() as mnt:
+                result, counts = self.run_py("watcher", mnt, self.files_workload(mnt, n),
+                                             extra)
+            self._add(section, "library, Watcher (paths + processes)", mode, counts,
+                      result, base, note=_emitted(counts))
+            records, expected = counts["events"], counts["emitted"]
+            outputs = [("fanwatch watch --json > /dev/null", ["--json"])]
+            if text_output and mode == "FID":
+                outputs.append(("fanwatch watch (text) -o FILE", None))
+            for name, args in outputs:
+                with common.private_tmpfs() as mnt, common.private_tmpfs() as out:
+                    args = args or ["-o", os.path.join(out, "events.txt")]
+                    result = self.run_cli(mnt, self.files_workload(mnt, n), expected,
+                                          [*cli, *args])
+                    lines = _count_lines(args[1]) if args[0] == "-o" else expected
+                counts = {"events": records, "overflows": _lost(result.stderr)}
+                row = self._add(section, name, mode, counts, result, base)
+                row.complete = result.complete and lines == expected
+
+    def _add_c(self, section: str, mode: str, n: int) -> None:
+        with common.private_tmpfs() as mnt:
+            result, counts = self.run_c(mode.lower(), mnt, self.files_workload(mnt, n))
+        self._add(section, "C consumer", mode, counts, result, None)
+
+    def _add(self, section: str, name: str, mode: str, counts: dict, result: Drain,
+             base: str | None, note: str = "") -> Row:
+        mark = "mount mark" if mode == "fd" else "filesystem mark"
+        return self.report.add(Row(
+            section, f"{name} [{mode}, {mark}]", counts["events"], result.seconds,
+            counts["overflows"], result.rss_kib, result.complete, note, base))
 
     # -- 3. scale ------------------------------------------------------------
 
@@ -306,30 +291,31 @@ class Bench:
         target = self.sizes.memory
         print(f"memory: {target} events through fanwatch watch --json", file=sys.stderr)
         with common.private_tmpfs() as mnt:
-            samples, seconds, rss, lost, complete = self._memory_run(mnt, target)
+            run = self._memory_run(mnt, target)
+        samples = run["samples"]
         self.report.memory_samples = samples
-        warm_at = target // 10
-        warm = next((s[2] for s in samples if s[1] >= warm_at), samples[-1][2])
+        warm = next(s[2] for s in samples if s[1] >= target // 10)
         final = samples[-1][2]
-        self.report.memory = {"warm": warm, "final": final, "peak": rss,
+        self.report.memory = {"warm": warm, "final": final, "peak": run["peak"],
                               "growth": (final - warm) / warm}
-        self.report.add(Row("memory", "fanwatch watch --json | reader, concurrent",
-                            samples[-1][1], seconds, lost, rss, complete,
-                            note="workload running alongside, many processes"))
+        self.report.add(Row("memory", "fanwatch watch --json into a pipe, concurrent",
+                            samples[-1][1], run["seconds"], run["lost"], run["peak"],
+                            run["complete"], note="workload running alongside, "
+                            "a new process and directory every 200 files"))
 
-    def _memory_run(self, mnt: str, target: int):
+    def _memory_run(self, mnt: str, target: int) -> dict:
         # A paced workload in forked chunks (a new pid every 200 files, a
         # new directory each chunk, removed after) kept at most `lead`
         # chunks ahead of what fanwatch has written.
         per_chunk, lead = 200, 40
+        events_per_chunk = 4 * per_chunk
         proc = subprocess.Popen([*FANWATCH, "--json", "--count", str(target), mnt],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         work = subprocess.Popen(
             [self.workload, "-p", "-f", "-d", str(per_chunk), mnt, str(10**9)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         samples: list[tuple[float, int, int]] = []
-        lines = sent = 0
-        events_per_chunk = 4 * per_chunk
+        lines = sent = rss = peak = 0
         try:
             common.read_line(proc.stderr, 60, "fanwatch: watching")
             began = last_sample = time.monotonic()
@@ -340,27 +326,29 @@ class Bench:
                     sent += 1
                 work.stdin.flush()
                 ready, _, _ = select.select([out], [], [], 0.1)
-                if ready:
-                    data = os.read(out, 1 << 20)
-                    if not data:
-                        break
-                    lines += data.count(b"\n")
+                data = os.read(out, 1 << 20) if ready else b"-"
+                if not data:
+                    break
+                lines += data.count(b"\n")
+                with contextlib.suppress(OSError, KeyError):
+                    rss = common.status_kib(proc.pid, "VmRSS")
+                    peak = common.status_kib(proc.pid, "VmHWM")
                 now = time.monotonic()
-                if now - last_sample >= 0.5:
+                warming = not samples or samples[-1][1] < target // 10 <= lines
+                if rss and (now - last_sample >= 0.5 or warming):
                     last_sample = now
-                    with contextlib.suppress(FileNotFoundError, KeyError):
-                        samples.append((now - began, lines,
-                                        common.status_kib(proc.pid, "VmRSS")))
-            ended, rss, complete = common.wait_exit(proc)
+                    samples.append((now - began, lines, rss))
+            ended, _peak, complete = common.wait_exit(proc)
         finally:
             if proc.returncode is None:
                 proc.kill()
                 proc.wait()
             work.kill()
             work.wait()
-        samples.append((ended - began, lines, samples[-1][2] if samples else rss))
+        samples.append((ended - began, lines, rss))
 
-        return samples, ended - began, rss, _lost(proc.stderr.read()), complete
+        return {"samples": samples, "seconds": ended - began, "peak": peak,
+                "lost": _lost(proc.stderr.read()), "complete": complete}
 
     # -- 5. start-up ---------------------------------------------------------
 
@@ -426,18 +414,21 @@ def markdown(report: Report) -> str:
         f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory']}, "
         f"Linux {m['kernel']}, Python {m['python']}.",
         "",
-        "| section | consumer | events | seconds | events/s | ratio | lost | peak RSS |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| section | consumer | events | seconds | events/s | vs C, same mode "
+        "| vs C fd | lost | peak RSS |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in report.rows:
-        base = report.find(row.section, row.ratio_to) if row.ratio_to else None
-        ratio = f"{row.rate / base.rate:.2f}x {_short(row.ratio_to)}" if base else ""
+        same = report.find(row.section, row.ratio_to) if row.ratio_to else None
+        c_fd = report.find(row.section, C_ROWS["fd"])
         rss = f"{row.rss_kib / 1024:.1f} MiB" if row.rss_kib else ""
         name = row.name + (f" ({row.note})" if row.note else "")
         if not row.complete:
             name += " **incomplete**"
         out.append(f"| {row.section} | {name} | {row.events:,} | {row.seconds:.2f} | "
-                   f"{row.rate:,.0f} | {ratio} | {row.lost} | {rss} |")
+                   f"{row.rate:,.0f} | {_ratio(row, same)} | "
+                   f"{_ratio(row, c_fd if c_fd is not row else None)} | "
+                   f"{row.lost} | {rss} |")
     if report.memory:
         mem = report.memory
         out += ["", f"Memory, `fanwatch watch --json` over {report.rows[-1].events:,} "
@@ -457,8 +448,8 @@ def markdown(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
-def _short(name: str) -> str:
-    return "C fd" if "fd mode" in name else "C FID"
+def _ratio(row: Row, base: Row | None) -> str:
+    return f"{row.rate / base.rate:.2f}x" if base and base.rate else ""
 
 
 def _spread(samples: list, count: int) -> list:

@@ -47,7 +47,7 @@ class Sizes:
     startup_dirs: int
 
 
-FULL = Sizes(200_000, 1_000_000, 100_000, (1, 100, 10_000), (1, 50, 1000), 5_000_000,
+FULL = Sizes(200_000, 1_000_000, 50_000, (1, 100, 10_000), (1, 50, 1000), 5_000_000,
              100_000)
 QUICK = Sizes(5_000, 20_000, 3_000, (1, 100, 1000), (1, 50, 1000), 100_000, 5_000)
 TINY = Sizes(500, 2_000, 300, (1, 10, 100), (1, 5, 50), 5_000, 200)
@@ -276,8 +276,10 @@ class Bench:
 
     def _scale_filters(self, n: int, globs: int) -> None:
         # globs - 1 patterns that match nothing, then one that matches every
-        # file: every event is tested against all of them.
-        patterns = [f"**/*.none{i}" for i in range(globs - 1)] + ["**/*.dat"]
+        # file: every event is tested against all of them. They rotate over
+        # three common forms: a suffix, a name, a subtree.
+        forms = ("*.none{}", "f{}_*.tmp", "/srv/dir{}/**")
+        patterns = [forms[i % 3].format(i) for i in range(globs - 1)] + ["**/*.dat"]
         extra = [arg for p in patterns for arg in ("--include", p)]
         with common.private_tmpfs() as mnt:
             result, counts = self.run_py("watcher", mnt, self.files_workload(mnt, n), extra)

@@ -310,7 +310,10 @@ class Bench:
         # new directory each chunk, removed after) kept at most `lead`
         # chunks ahead of what fanwatch has written.
         per_chunk, lead = 200, 40
-        events_per_chunk = 4 * per_chunk
+        # A lower bound: every file gives at least three lines (creation,
+        # rename, deletion, each with whatever merged into it), so the
+        # workload is never held back below what fanwatch has written.
+        events_per_chunk = 3 * per_chunk
         proc = subprocess.Popen([*FANWATCH, "--json", "--count", str(target), mnt],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         work = subprocess.Popen(
@@ -320,18 +323,22 @@ class Bench:
         lines = sent = rss = peak = 0
         try:
             common.read_line(proc.stderr, 60, "fanwatch: watching")
-            began = last_sample = time.monotonic()
+            began = last_sample = last_line = time.monotonic()
             out = proc.stdout.fileno()
             while True:
-                while sent * events_per_chunk < lines + lead * events_per_chunk:
-                    work.stdin.write(b"x")
+                idle = time.monotonic() - last_line > 1.0
+                while sent * events_per_chunk < lines + lead * events_per_chunk or idle:
+                    work.stdin.write(b"x")  # one more chunk
                     sent += 1
+                    idle = False
                 work.stdin.flush()
                 ready, _, _ = select.select([out], [], [], 0.1)
                 data = os.read(out, 1 << 20) if ready else b"-"
                 if not data:
                     break
-                lines += data.count(b"\n")
+                if data != b"-":
+                    lines += data.count(b"\n")
+                    last_line = time.monotonic()
                 with contextlib.suppress(OSError, KeyError):
                     rss = common.status_kib(proc.pid, "VmRSS")
                     peak = common.status_kib(proc.pid, "VmHWM")

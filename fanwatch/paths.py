@@ -32,6 +32,10 @@ DELETED_SUFFIX = b" (deleted)"
 
 HandleKey = tuple[int, int, bytes]
 
+# Directories created and removed before their creation was read, kept for
+# the events from inside them (see PathResolver.add_removed_dir).
+REMOVED_DIRS = 1024
+
 
 def fsid_of(path: bytes | str) -> int:
     """The fsid of the filesystem holding *path*, as events report it."""
@@ -109,11 +113,12 @@ class PathResolver:
     def add_removed_dir(self, key: HandleKey, path: bytes) -> None:
         """Record a directory that was created and removed before the event
         of its creation was read, for the events from inside it queued
-        after that. No later event says when to forget it, so only the
-        newest ``cache_size`` such directories are kept."""
+        after that, which follow it closely in the queue. No later event
+        says when to forget it, so only the newest ``REMOVED_DIRS`` such
+        directories are kept."""
         self.dirs[key] = path
         self._removed[key] = None
-        if len(self._removed) > self.cache_size:
+        if len(self._removed) > REMOVED_DIRS:
             oldest, _ = self._removed.popitem(last=False)
             self.dirs.pop(oldest, None)
 

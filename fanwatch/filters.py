@@ -102,13 +102,17 @@ class GlobSet:
             literal = pattern[1:]
             if "/" in pattern:
                 paths.append(pattern)
-            elif pattern.startswith("*") and literal.strip(".") and not _MAGIC.search(literal):
+            elif (
+                pattern.startswith("*")
+                and literal.strip(".")
+                and not _MAGIC.search(literal)
+            ):
                 suffixes.append(os.fsencode(literal))
             else:
                 names.append(pattern)
         self._suffixes = tuple(suffixes)
         self._name = _compile(names)
-        self._path = _compile(paths)
+        self._path = compile_globs(paths)
         self._all = compile_globs(patterns)
 
     def match(self, path: bytes) -> bool:

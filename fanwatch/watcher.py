@@ -596,7 +596,11 @@ class Watcher:
             # the directory, still need its path.
             if event.path is not None:
                 self._resolver.add_removed_dir(target.key(), event.path)
-        elif mask & FAN_RENAME and event.old_path is not None and event.path is not None:
+        elif (
+            mask & FAN_RENAME
+            and event.old_path is not None
+            and event.path is not None
+        ):
             known = self._resolver.knows_dir(event.old_path)
             self._resolver.move_tree(event.old_path, event.path)
             if not known:

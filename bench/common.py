@@ -50,7 +50,15 @@ def private_tmpfs(size: str = "4g") -> Iterator[str]:
     """A tmpfs mounted for the caller only, unmounted (lazily) afterwards."""
     path = tempfile.mkdtemp(prefix="fanwatch-bench-")
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "fanwatch-bench", path],
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f"size={size},mode=0755",
+            "fanwatch-bench",
+            path,
+        ],
         check=True,
     )
     try:
@@ -135,7 +143,9 @@ def status_kib(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
-def wait_exit(proc: subprocess.Popen, idle_after: float = 5.0) -> tuple[float, int, bool]:
+def wait_exit(
+    proc: subprocess.Popen, idle_after: float = 5.0
+) -> tuple[float, int, bool]:
     """Wait for *proc* to exit: (monotonic exit time, peak RSS in KiB, done).
 
     The peak RSS is VmHWM sampled every 50 ms (the rusage of a child would

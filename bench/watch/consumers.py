@@ -24,8 +24,8 @@ import json
 import os
 import sys
 
-from fanwatch.filters import EventFilter
 from fanwatch.constants import FAN_CLASS_NOTIF, FAN_MARK_MOUNT, FAN_UNLIMITED_QUEUE
+from fanwatch.filters import EventFilter
 from fanwatch.group import Group
 from fanwatch.watcher import FD_MODE_EVENTS, Scope, Watcher
 
@@ -51,7 +51,9 @@ def drain_raw(path: str) -> dict:
     return counts
 
 
-def drain_watcher(path: str, mount: bool, unprivileged: bool, include: list[str]) -> dict:
+def drain_watcher(
+    path: str, mount: bool, unprivileged: bool, include: list[str]
+) -> dict:
     watcher = Watcher(
         [path],
         scope=Scope.MOUNT if mount else Scope.TREE,

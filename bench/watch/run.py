@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bench import common
@@ -33,7 +32,10 @@ DROP_SYS_ADMIN = [
     "--",
 ]
 QUEUE_SYSCTL = "/proc/sys/fs/fanotify/max_queued_events"
-C_ROWS = {"fd": "C consumer [fd, mount mark]", "FID": "C consumer [FID, filesystem mark]"}
+C_ROWS = {
+    "fd": "C consumer [fd, mount mark]",
+    "FID": "C consumer [FID, filesystem mark]",
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ class Sizes:
     startup_dirs: int
 
 
-FULL = Sizes(200_000, 1_000_000, 50_000, (1, 100, 10_000), (1, 50, 1000), 5_000_000,
-             100_000)
+FULL = Sizes(
+    200_000, 1_000_000, 50_000, (1, 100, 10_000), (1, 50, 1000), 5_000_000, 100_000
+)
 QUICK = Sizes(5_000, 20_000, 3_000, (1, 100, 1000), (1, 50, 1000), 100_000, 5_000)
 TINY = Sizes(500, 2_000, 300, (1, 10, 100), (1, 5, 50), 5_000, 200)
 
@@ -81,13 +84,19 @@ class Report:
 
     def add(self, row: Row) -> Row:
         self.rows.append(row)
-        print(f"  {row.section}: {row.name}: {row.events} events in {row.seconds:.3f} s "
-              f"({row.rate:,.0f}/s), lost {row.lost}"
-              + ("" if row.complete else " INCOMPLETE"), file=sys.stderr, flush=True)
+        print(
+            f"  {row.section}: {row.name}: {row.events} events in {row.seconds:.3f} s "
+            f"({row.rate:,.0f}/s), lost {row.lost}"
+            + ("" if row.complete else " INCOMPLETE"),
+            file=sys.stderr,
+            flush=True,
+        )
         return row
 
     def find(self, section: str, name: str) -> Row | None:
-        return next((r for r in self.rows if r.section == section and r.name == name), None)
+        return next(
+            (r for r in self.rows if r.section == section and r.name == name), None
+        )
 
 
 # -- running one consumer against a queued workload --------------------------
@@ -105,13 +114,20 @@ class Drain:
     stderr: bytes
 
 
-def drain(consumer: list[str], workload: list[str], *, ready: str = "ready",
-          ready_on_stderr: bool = False, stdout=subprocess.PIPE) -> Drain:
+def drain(
+    consumer: list[str],
+    workload: list[str],
+    *,
+    ready: str = "ready",
+    ready_on_stderr: bool = False,
+    stdout=subprocess.PIPE,
+) -> Drain:
     """Start *consumer*, wait for its *ready* line, stop it, run *workload*
     to completion (its process stays alive), continue the consumer and time
     it until it exits."""
-    proc = subprocess.Popen(consumer, stdout=stdout, stderr=subprocess.PIPE, bufsize=0,
-                            cwd=common.REPO)
+    proc = subprocess.Popen(
+        consumer, stdout=stdout, stderr=subprocess.PIPE, bufsize=0, cwd=common.REPO
+    )
     work = None
     try:
         common.read_line(proc.stderr if ready_on_stderr else proc.stdout, 60, ready)
@@ -133,7 +149,9 @@ def drain(consumer: list[str], workload: list[str], *, ready: str = "ready",
     out = proc.stdout.read() if proc.stdout else b""
     err = proc.stderr.read()
     if proc.returncode not in (0, 130):
-        raise RuntimeError(f"{' '.join(consumer)} exited {proc.returncode}: {err.decode()}")
+        raise RuntimeError(
+            f"{' '.join(consumer)} exited {proc.returncode}: {err.decode()}"
+        )
 
     return Drain(ended - began, workload_seconds, rss, complete, out, err)
 
@@ -168,15 +186,26 @@ class Bench:
     def run_c(self, mode: str, mount: str, workload: list[str]) -> tuple[Drain, dict]:
         return _with_counts(drain([self.consumer, mode, mount], workload))
 
-    def run_py(self, kind: str, mount: str, workload: list[str],
-               extra: list[str] = (), prefix: list[str] = ()) -> tuple[Drain, dict]:
+    def run_py(
+        self,
+        kind: str,
+        mount: str,
+        workload: list[str],
+        extra: list[str] = (),
+        prefix: list[str] = (),
+    ) -> tuple[Drain, dict]:
         return _with_counts(drain([*prefix, *CONSUMERS, kind, mount, *extra], workload))
 
-    def run_cli(self, mount: str, workload: list[str], count: int,
-                args: list[str]) -> Drain:
-        return drain([*FANWATCH, *args, "--count", str(count), mount], workload,
-                     ready="fanwatch: watching", ready_on_stderr=True,
-                     stdout=subprocess.DEVNULL)
+    def run_cli(
+        self, mount: str, workload: list[str], count: int, args: list[str]
+    ) -> Drain:
+        return drain(
+            [*FANWATCH, *args, "--count", str(count), mount],
+            workload,
+            ready="fanwatch: watching",
+            ready_on_stderr=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def files_workload(self, mount: str, files: int, *extra: str) -> list[str]:
         return [self.workload, "-H", *extra, mount, str(files)]
@@ -211,13 +240,23 @@ class Bench:
             self._add_c(section, mode, n)
             if mode == "fd":
                 with common.private_tmpfs() as mnt:
-                    result, counts = self.run_py("raw", mnt, self.files_workload(mnt, n))
+                    result, counts = self.run_py(
+                        "raw", mnt, self.files_workload(mnt, n)
+                    )
                 self._add(section, "library, raw events", mode, counts, result, base)
             with common.private_tmpfs() as mnt:
-                result, counts = self.run_py("watcher", mnt, self.files_workload(mnt, n),
-                                             extra)
-            self._add(section, "library, Watcher (paths + processes)", mode, counts,
-                      result, base, note=_emitted(counts))
+                result, counts = self.run_py(
+                    "watcher", mnt, self.files_workload(mnt, n), extra
+                )
+            self._add(
+                section,
+                "library, Watcher (paths + processes)",
+                mode,
+                counts,
+                result,
+                base,
+                note=_emitted(counts),
+            )
             records, expected = counts["events"], counts["emitted"]
             outputs = [("fanwatch watch --json > /dev/null", ["--json"])]
             if text_output and mode == "FID":
@@ -225,8 +264,9 @@ class Bench:
             for name, args in outputs:
                 with common.private_tmpfs() as mnt, common.private_tmpfs() as out:
                     args = args or ["-o", os.path.join(out, "events.txt")]
-                    result = self.run_cli(mnt, self.files_workload(mnt, n), expected,
-                                          [*cli, *args])
+                    result = self.run_cli(
+                        mnt, self.files_workload(mnt, n), expected, [*cli, *args]
+                    )
                     lines = _count_lines(args[1]) if args[0] == "-o" else expected
                 counts = {"events": records, "overflows": _lost(result.stderr)}
                 row = self._add(section, name, mode, counts, result, base)
@@ -237,12 +277,30 @@ class Bench:
             result, counts = self.run_c(mode.lower(), mnt, self.files_workload(mnt, n))
         self._add(section, "C consumer", mode, counts, result, None)
 
-    def _add(self, section: str, name: str, mode: str, counts: dict, result: Drain,
-             base: str | None, note: str = "") -> Row:
+    def _add(
+        self,
+        section: str,
+        name: str,
+        mode: str,
+        counts: dict,
+        result: Drain,
+        base: str | None,
+        note: str = "",
+    ) -> Row:
         mark = "mount mark" if mode == "fd" else "filesystem mark"
-        return self.report.add(Row(
-            section, f"{name} [{mode}, {mark}]", counts["events"], result.seconds,
-            counts["overflows"], result.rss_kib, result.complete, note, base))
+        return self.report.add(
+            Row(
+                section,
+                f"{name} [{mode}, {mark}]",
+                counts["events"],
+                result.seconds,
+                counts["overflows"],
+                result.rss_kib,
+                result.complete,
+                note,
+                base,
+            )
+        )
 
     # -- 3. scale ------------------------------------------------------------
 
@@ -268,11 +326,20 @@ class Bench:
                 subprocess.run([self.workload, "-t", str(leaves), mnt, "0"], check=True)
                 watched, spread = mnt, leaves
             workload = self.files_workload(mnt, n, "-s", str(spread))
-            result, counts = self.run_py("watcher", watched, workload,
-                                         ["--unprivileged"], prefix=DROP_SYS_ADMIN)
-        self.report.add(Row("scale", f"{counts['marks']} inode marks, unprivileged",
-                            counts["events"], result.seconds, counts["overflows"],
-                            result.rss_kib, note=_emitted(counts)))
+            result, counts = self.run_py(
+                "watcher", watched, workload, ["--unprivileged"], prefix=DROP_SYS_ADMIN
+            )
+        self.report.add(
+            Row(
+                "scale",
+                f"{counts['marks']} inode marks, unprivileged",
+                counts["events"],
+                result.seconds,
+                counts["overflows"],
+                result.rss_kib,
+                note=_emitted(counts),
+            )
+        )
 
     def _scale_filters(self, n: int, globs: int) -> None:
         # globs - 1 patterns that match nothing, then one that matches every
@@ -282,10 +349,20 @@ class Bench:
         patterns = [forms[i % 3].format(i) for i in range(globs - 1)] + ["**/*.dat"]
         extra = [arg for p in patterns for arg in ("--include", p)]
         with common.private_tmpfs() as mnt:
-            result, counts = self.run_py("watcher", mnt, self.files_workload(mnt, n), extra)
-        self.report.add(Row("scale", f"{globs} path filter(s), privileged",
-                            counts["events"], result.seconds, counts["overflows"],
-                            result.rss_kib, note=_emitted(counts)))
+            result, counts = self.run_py(
+                "watcher", mnt, self.files_workload(mnt, n), extra
+            )
+        self.report.add(
+            Row(
+                "scale",
+                f"{globs} path filter(s), privileged",
+                counts["events"],
+                result.seconds,
+                counts["overflows"],
+                result.rss_kib,
+                note=_emitted(counts),
+            )
+        )
 
     # -- 4. memory -----------------------------------------------------------
 
@@ -298,12 +375,25 @@ class Bench:
         self.report.memory_samples = samples
         warm = next(s[2] for s in samples if s[1] >= target // 10)
         final = samples[-1][2]
-        self.report.memory = {"warm": warm, "final": final, "peak": run["peak"],
-                              "growth": (final - warm) / warm}
-        self.report.add(Row("memory", "fanwatch watch --json into a pipe, concurrent",
-                            samples[-1][1], run["seconds"], run["lost"], run["peak"],
-                            run["complete"], note="workload running alongside, "
-                            "a new process and directory every 200 files"))
+        self.report.memory = {
+            "warm": warm,
+            "final": final,
+            "peak": run["peak"],
+            "growth": (final - warm) / warm,
+        }
+        self.report.add(
+            Row(
+                "memory",
+                "fanwatch watch --json into a pipe, concurrent",
+                samples[-1][1],
+                run["seconds"],
+                run["lost"],
+                run["peak"],
+                run["complete"],
+                note="workload running alongside, "
+                "a new process and directory every 200 files",
+            )
+        )
 
     def _memory_run(self, mnt: str, target: int) -> dict:
         # A paced workload in forked chunks (a new pid every 200 files, a
@@ -314,11 +404,17 @@ class Bench:
         # rename, deletion, each with whatever merged into it), so the
         # workload is never held back below what fanwatch has written.
         events_per_chunk = 3 * per_chunk
-        proc = subprocess.Popen([*FANWATCH, "--json", "--count", str(target), mnt],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        proc = subprocess.Popen(
+            [*FANWATCH, "--json", "--count", str(target), mnt],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
         work = subprocess.Popen(
             [self.workload, "-p", "-f", "-d", str(per_chunk), mnt, str(10**9)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
         samples: list[tuple[float, int, int]] = []
         lines = sent = rss = peak = 0
         try:
@@ -356,8 +452,13 @@ class Bench:
             work.wait()
         samples.append((ended - began, lines, rss))
 
-        return {"samples": samples, "seconds": ended - began, "peak": peak,
-                "lost": _lost(proc.stderr.read()), "complete": complete}
+        return {
+            "samples": samples,
+            "seconds": ended - began,
+            "peak": peak,
+            "lost": _lost(proc.stderr.read()),
+            "complete": complete,
+        }
 
     # -- 5. start-up ---------------------------------------------------------
 
@@ -372,14 +473,22 @@ class Bench:
             ):
                 seconds, marks, rss = self._first_event(mnt, prefix, args)
                 self.report.startup.append((name, seconds, marks, rss))
-                print(f"  start-up: {name}: {seconds:.2f} s, {marks} marks, "
-                      f"{rss // 1024} MiB", file=sys.stderr, flush=True)
+                print(
+                    f"  start-up: {name}: {seconds:.2f} s, {marks} marks, "
+                    f"{rss // 1024} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def _first_event(self, mnt: str, prefix: list[str], args: list[str]):
         probe = os.path.join(mnt, "startup-probe")
         began = time.monotonic()
-        proc = subprocess.Popen([*prefix, *FANWATCH, "--json", *args, mnt],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+        proc = subprocess.Popen(
+            [*prefix, *FANWATCH, "--json", *args, mnt],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
         try:
             out = proc.stdout.fileno()
             while True:
@@ -389,7 +498,9 @@ class Bench:
                 if ready and os.read(out, 1 << 16):
                     break
                 if proc.poll() is not None:
-                    raise RuntimeError(f"fanwatch exited: {proc.stderr.read().decode()}")
+                    raise RuntimeError(
+                        f"fanwatch exited: {proc.stderr.read().decode()}"
+                    )
             seconds = time.monotonic() - began
             rss = common.status_kib(proc.pid, "VmRSS")
         finally:
@@ -420,11 +531,15 @@ def _count_lines(path: str) -> int:
 def markdown(report: Report) -> str:
     m = report.machine
     out = [
-        f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory']}, "
-        f"Linux {m['kernel']}, Python {m['python']}.",
+        (
+            f"Machine: {m['cpu']}, {m['nproc']} CPUs, {m['memory']}, "
+            f"Linux {m['kernel']}, Python {m['python']}."
+        ),
         "",
-        "| section | consumer | events | seconds | events/s | vs C, same mode "
-        "| vs C fd | lost | peak RSS |",
+        (
+            "| section | consumer | events | seconds | events/s | vs C, same mode "
+            "| vs C fd | lost | peak RSS |"
+        ),
         "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in report.rows:
@@ -434,23 +549,39 @@ def markdown(report: Report) -> str:
         name = row.name + (f" ({row.note})" if row.note else "")
         if not row.complete:
             name += " **incomplete**"
-        out.append(f"| {row.section} | {name} | {row.events:,} | {row.seconds:.2f} | "
-                   f"{row.rate:,.0f} | {_ratio(row, same)} | "
-                   f"{_ratio(row, c_fd if c_fd is not row else None)} | "
-                   f"{row.lost} | {rss} |")
+        out.append(
+            f"| {row.section} | {name} | {row.events:,} | {row.seconds:.2f} | "
+            f"{row.rate:,.0f} | {_ratio(row, same)} | "
+            f"{_ratio(row, c_fd if c_fd is not row else None)} | "
+            f"{row.lost} | {rss} |"
+        )
     if report.memory:
         mem = report.memory
-        out += ["", f"Memory, `fanwatch watch --json` over {report.rows[-1].events:,} "
-                    f"events: RSS after warm-up (10% of events) "
-                    f"{mem['warm'] / 1024:.1f} MiB, final {mem['final'] / 1024:.1f} MiB "
-                    f"({mem['growth']:+.1%}), peak {mem['peak'] / 1024:.1f} MiB.", "",
-                "| seconds | events written | RSS |", "|--:|--:|--:|"]
+        out += [
+            "",
+            (
+                f"Memory, `fanwatch watch --json` over {report.rows[-1].events:,} "
+                f"events: RSS after warm-up (10% of events) "
+                f"{mem['warm'] / 1024:.1f} MiB, final {mem['final'] / 1024:.1f} MiB "
+                f"({mem['growth']:+.1%}), peak {mem['peak'] / 1024:.1f} MiB."
+            ),
+            "",
+            "| seconds | events written | RSS |",
+            "|--:|--:|--:|",
+        ]
         for seconds, lines, rss in _spread(report.memory_samples, 10):
             out.append(f"| {seconds:.1f} | {lines:,} | {rss / 1024:.1f} MiB |")
     if report.startup:
-        out += ["", f"Start-up, time to the first event on a tree of "
-                    f"{report.sizes.startup_dirs:,} directories:", "",
-                "| mode | marks | seconds | RSS at first event |", "|---|--:|--:|--:|"]
+        out += [
+            "",
+            (
+                f"Start-up, time to the first event on a tree of "
+                f"{report.sizes.startup_dirs:,} directories:"
+            ),
+            "",
+            "| mode | marks | seconds | RSS at first event |",
+            "|---|--:|--:|--:|",
+        ]
         for name, seconds, marks, rss in report.startup:
             out.append(f"| {name} | {marks:,} | {seconds:.2f} | {rss / 1024:.1f} MiB |")
 
@@ -476,13 +607,20 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes (under 30 s)")
     size.add_argument("--tiny", action="store_true", help="smallest sizes (smoke test)")
-    parser.add_argument("--only", action="append", choices=SECTIONS,
-                        help="run only this section (repeatable)")
-    parser.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="run only this section (repeatable)",
+    )
+    parser.add_argument(
+        "--markdown", metavar="FILE", help="also write the table to FILE"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        parser.error("run as root: the benchmark mounts tmpfs and uses "
-                     "FAN_UNLIMITED_QUEUE")
+        parser.error(
+            "run as root: the benchmark mounts tmpfs and uses FAN_UNLIMITED_QUEUE"
+        )
 
     sizes = TINY if args.tiny else QUICK if args.quick else FULL
     sections = args.only or list(SECTIONS)

@@ -61,14 +61,18 @@ def handle_key(path: bytes | str, fsid: int | None = None) -> HandleKey:
     return (fsid_of(path) if fsid is None else fsid, handle_type, handle)
 
 
-def path_of_fd(fd: int) -> tuple[bytes, bool]:
+def path_of_fd(fd: int) -> tuple[bytes | None, bool]:
     """The path an open *fd* refers to, and whether the file was deleted.
 
     A deleted file keeps its last name; the kernel's " (deleted)" suffix is
     removed only when the file really has no links left, since a file can
-    also be named that way.
+    also be named that way. The path is None when it cannot be read, as
+    for a file deeper than PATH_MAX (ENAMETOOLONG).
     """
-    path = os.readlink(b"/proc/self/fd/%d" % fd)
+    try:
+        path = os.readlink(b"/proc/self/fd/%d" % fd)
+    except OSError:
+        return None, False
     if path.endswith(DELETED_SUFFIX):
         try:
             if os.fstat(fd).st_nlink == 0:
@@ -88,13 +92,89 @@ def join(directory: bytes, name: bytes) -> bytes:
     return directory + b"/" + name
 
 
+class DirectoryTable:
+    """Directory handle -> path, kept in step with renames and deletions.
+
+    Every operation costs in proportion to the directories it touches, not
+    to the size of the table: a child index finds the subtree of a renamed
+    or deleted directory, and a reverse index answers "is this path known".
+    """
+
+    def __init__(self) -> None:
+        self.by_key: dict[HandleKey, bytes] = {}
+        self._by_path: dict[bytes, HandleKey] = {}
+        self._children: dict[bytes, set[bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def get(self, key: HandleKey) -> bytes | None:
+        return self.by_key.get(key)
+
+    def knows(self, path: bytes) -> bool:
+        return path in self._by_path
+
+    def set(self, key: HandleKey, path: bytes) -> None:
+        """Record that the directory *key* is at *path*, replacing whatever
+        the table said of either before."""
+        old = self.by_key.get(key)
+        if old is not None:
+            self._unlink(old)
+        displaced = self._by_path.get(path)
+        if displaced is not None and displaced != key:
+            self.by_key.pop(displaced, None)
+            self._unlink(path)
+        self.by_key[key] = path
+        self._by_path[path] = key
+        self._children.setdefault(os.path.dirname(path), set()).add(path)
+
+    def remove_key(self, key: HandleKey) -> None:
+        path = self.by_key.pop(key, None)
+        if path is not None:
+            self._unlink(path)
+
+    def remove_tree(self, path: bytes) -> None:
+        """Forget *path* and every known directory below it."""
+        for _, key in self._subtree(path):
+            self.remove_key(key)
+
+    def move_tree(self, old: bytes, new: bytes) -> None:
+        """Rename *old* and every known directory below it to under *new*."""
+        moved = self._subtree(old)
+        for _, key in moved:
+            self.remove_key(key)
+        for path, key in moved:
+            self.set(key, new + path[len(old) :])
+
+    def _subtree(self, top: bytes) -> list[tuple[bytes, HandleKey]]:
+        found = []
+        pending = [top]
+        while pending:
+            path = pending.pop()
+            key = self._by_path.get(path)
+            if key is not None:
+                found.append((path, key))
+            pending.extend(self._children.get(path, ()))
+
+        return found
+
+    def _unlink(self, path: bytes) -> None:
+        self._by_path.pop(path, None)
+        parent = os.path.dirname(path)
+        siblings = self._children.get(parent)
+        if siblings is not None:
+            siblings.discard(path)
+            if not siblings:
+                del self._children[parent]
+
+
 class PathResolver:
     """Maps file handles to paths: a table of known directories, then a
     bounded cache of ``open_by_handle_at`` results where that is allowed.
     """
 
     def __init__(self, cache_size: int = 16384) -> None:
-        self.dirs: dict[HandleKey, bytes] = {}
+        self.dirs = DirectoryTable()
         self._mount_fds: dict[int, int] = {}
         self._cache: OrderedDict[HandleKey, bytes] = OrderedDict()
         self.cache_size = cache_size
@@ -106,7 +186,7 @@ class PathResolver:
 
     def add_dir(self, path: bytes, fsid: int | None = None) -> HandleKey:
         key = handle_key(path, fsid)
-        self.dirs[key] = path
+        self.dirs.set(key, path)
 
         return key
 
@@ -116,31 +196,23 @@ class PathResolver:
         after that, which follow it closely in the queue. No later event
         says when to forget it, so only the newest ``REMOVED_DIRS`` such
         directories are kept."""
-        self.dirs[key] = path
+        self.dirs.set(key, path)
         self._removed[key] = None
         if len(self._removed) > REMOVED_DIRS:
             oldest, _ = self._removed.popitem(last=False)
-            self.dirs.pop(oldest, None)
+            self.dirs.remove_key(oldest)
 
     def knows_dir(self, path: bytes) -> bool:
-        return path in self.dirs.values()
+        return self.dirs.knows(path)
 
     def forget_tree(self, path: bytes) -> None:
         """Forget *path* and every known directory below it."""
-        prefix = path.rstrip(b"/") + b"/"
-        for key, known in list(self.dirs.items()):
-            if known == path or known.startswith(prefix):
-                del self.dirs[key]
+        self.dirs.remove_tree(path)
         self._cache.clear()
 
     def move_tree(self, old: bytes, new: bytes) -> None:
         """Rename *old* and every known directory below it to under *new*."""
-        prefix = old.rstrip(b"/") + b"/"
-        for key, known in list(self.dirs.items()):
-            if known == old:
-                self.dirs[key] = new
-            elif known.startswith(prefix):
-                self.dirs[key] = new.rstrip(b"/") + b"/" + known[len(prefix) :]
+        self.dirs.move_tree(old, new)
         self._cache.clear()
 
     # -- handle resolution -------------------------------------------------

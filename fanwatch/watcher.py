@@ -622,7 +622,7 @@ class Watcher:
             # was read: the later event that moved it marks it where it is.
             return
         if target is not None:
-            self._resolver.dirs[target.key()] = path
+            self._resolver.dirs.set(target.key(), path)
         if mark or target is None:
             # Whatever was created inside before the mark exists is not seen.
             self._walk_dirs(source, path, mark)

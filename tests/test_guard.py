@@ -445,3 +445,53 @@ def test_accesses_outside_the_guarded_paths_are_allowed(tmpfs, tmp_path):
     policy = 'default = "deny"\n'
     with RunningGuard(tmp_path, f"{tmpfs}/guarded", policy=policy):
         assert try_open(inside, outside) == ["EPERM", "OK"]
+
+
+def _deep_file(top: str, levels: int = 300) -> tuple[int, str]:
+    """A file deeper than PATH_MAX under *top*, made with *at() calls; returns
+    an fd of its directory and the file's name there."""
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(levels):
+        os.mkdir("d" * 50, dir_fd=fd)
+        inner = os.open("d" * 50, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(os.open("leaf", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+
+    return fd, "leaf"
+
+
+def test_a_path_deeper_than_path_max_gets_the_default_and_the_guard_goes_on(
+    tmpfs, tmp_path
+):
+    secret = make_file(f"{tmpfs}/secret/key")
+    dir_fd, name = _deep_file(tmpfs)
+    policy = 'default = "deny"\n' + deny_rule(f"{tmpfs}/secret/**")
+    opener = (
+        "import os, sys\n"
+        "try:\n"
+        "    os.close(os.open(sys.argv[2], os.O_RDONLY, dir_fd=int(sys.argv[1])))\n"
+        "    print('OK')\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno)\n"
+    )
+    try:
+        with RunningGuard(tmp_path, tmpfs, policy=policy) as guard:
+            deep = subprocess.run(
+                [sys.executable, "-c", opener, str(dir_fd), name],
+                pass_fds=[dir_fd],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            # The default (deny) decided, and the guard is still enforcing.
+            assert deep.stdout.strip() == str(1), deep
+            assert try_open(secret) == ["EPERM"]
+            records = guard.wait_for_records(
+                lambda r: any(x.get("reason") == "path-unreadable" for x in r)
+            )
+            assert guard.stop() == 143
+    finally:
+        os.close(dir_fd)
+    [unreadable] = [r for r in records if r.get("reason") == "path-unreadable"]
+    assert unreadable["decision"] == "deny" and unreadable["path"] is None

@@ -67,12 +67,12 @@ def test_move_and_forget_tree(tmpfs):
     resolver = PathResolver()
     keys = {sub: resolver.add_dir(root + b"/" + sub) for sub in (b"a", b"a/b", b"ab")}
     resolver.move_tree(root + b"/a", root + b"/z")
-    assert resolver.dirs[keys[b"a"]] == root + b"/z"
-    assert resolver.dirs[keys[b"a/b"]] == root + b"/z/b"
-    assert resolver.dirs[keys[b"ab"]] == root + b"/ab"
+    assert resolver.dirs.get(keys[b"a"]) == root + b"/z"
+    assert resolver.dirs.get(keys[b"a/b"]) == root + b"/z/b"
+    assert resolver.dirs.get(keys[b"ab"]) == root + b"/ab"
     assert resolver.knows_dir(root + b"/z/b")
     resolver.forget_tree(root + b"/z")
-    assert list(resolver.dirs.values()) == [root + b"/ab"]
+    assert list(resolver.dirs.by_key.values()) == [root + b"/ab"]
 
 
 def test_open_by_handle_resolves_files(tmpfs):
@@ -92,3 +92,30 @@ def test_open_by_handle_resolves_files(tmpfs):
 def test_unknown_filesystem_is_unresolved():
     resolver = PathResolver()
     assert resolver.resolve(FileId(12345, 1, b"x" * 8)) is None
+
+
+def test_directory_table_follows_renames_over_a_deep_subtree():
+    from fanwatch.paths import DirectoryTable
+
+    table = DirectoryTable()
+    paths = [b"/w" + b"/d" * depth for depth in range(1, 200)]
+    for number, path in enumerate(paths):
+        table.set((1, 1, bytes([number % 256, number // 256])), path)
+
+    table.move_tree(b"/w/d", b"/w/e")
+
+    assert table.get((1, 1, bytes([198 % 256, 198 // 256]))) == b"/w/e" + b"/d" * 198
+    assert not table.knows(b"/w/d/d") and table.knows(b"/w/e/d")
+    table.remove_tree(b"/w/e/d")
+    assert len(table) == 1
+
+
+def test_directory_table_forgets_a_directory_replaced_at_the_same_path():
+    from fanwatch.paths import DirectoryTable
+
+    table = DirectoryTable()
+    table.set((1, 1, b"old"), b"/w/d")
+    table.set((1, 1, b"new"), b"/w/d")
+
+    assert table.get((1, 1, b"old")) is None
+    assert table.get((1, 1, b"new")) == b"/w/d"

@@ -12,13 +12,14 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from helpers_watch import HeldOpen, collect, drain, find, has, run_py
 
 from conftest import as_unprivileged_user
 from fanwatch.constants import FAN_CREATE, FAN_DELETE, FAN_MODIFY, FAN_OPEN
-from fanwatch.watcher import Watcher
+from fanwatch.watcher import Scope, Watcher
 
 MODES = ["privileged", "unprivileged"]
 
@@ -541,3 +542,33 @@ def test_delete_self_of_a_file_has_its_path(tmpfs):
 
     gone = [e for e in events if "delete_self" in e.kinds]
     assert [e.path for e in gone] == [os.fsencode(path + "2")], events
+
+
+@pytest.mark.parametrize("scope", [Scope.TREE, Scope.MOUNT])
+def test_an_event_deeper_than_path_max_does_not_stop_the_watch(tmpfs, scope):
+    fd = os.open(tmpfs, os.O_RDONLY)
+    for _ in range(300):
+        os.mkdir("d" * 50, dir_fd=fd)
+        inner = os.open("d" * 50, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(os.open("leaf", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    after = os.fsencode(f"{tmpfs}/after")
+    opener = (
+        "import os, sys\n"
+        "os.close(os.open('leaf', os.O_RDONLY, dir_fd=int(sys.argv[1])))\n"
+        "open(sys.argv[2], 'w').close()\n"
+    )
+    try:
+        with Watcher([tmpfs], scope=scope, events=FAN_OPEN) as watcher:
+            subprocess.run(
+                [sys.executable, "-c", opener, str(fd), os.fsdecode(after)],
+                pass_fds=[fd],
+                check=True,
+                timeout=10,
+            )
+            events = collect(watcher, has("open", after))
+    finally:
+        os.close(fd)
+
+    assert find(events, "open", after), events

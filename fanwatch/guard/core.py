@@ -137,6 +137,8 @@ class Stats:
     deadlines: int = 0
     overflows: int = 0
     respond_errors: int = 0
+    read_errors: int = 0
+    unreadable_paths: int = 0
     kernel_cached: int = 0
     user_cache_hits: int = 0
 
@@ -428,6 +430,13 @@ class Guard:
                 data = os.read(self.group_fd, 256 * 1024)
             except BlockingIOError:
                 return
+            except OSError as exc:
+                # The kernel could not hand over one event (no fd could be
+                # made for it); it has answered that event itself.
+                self.stats.read_errors += 1
+                if self.stats.read_errors == 1:
+                    self._say(f"an event could not be read: {exc.strerror}")
+                continue
             for event in parse_events(data):
                 handle(event)
             self.progress = time.monotonic()
@@ -461,8 +470,14 @@ class Guard:
 
     def _decide(self, event, fd: int, mask: int, pidfd: int | None) -> None:
         started = time.monotonic_ns()
-        path = os.readlink(f"/proc/self/fd/{fd}")
         bit = mask & PERMISSION_EVENTS
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            # A file deeper than PATH_MAX has no path to judge: the default
+            # decides, and the guard goes on.
+            self._answer_without_path(event, fd, bit, pidfd, started)
+            return
         access = ACCESS_OF_BIT.get(bit, "open")
         policy = self.policy
         if policy is None:
@@ -490,6 +505,17 @@ class Guard:
                 )
                 return
         self._answer(fd, bit, access, path, event.pid, None, verdict, reason, started)
+        _close_both(fd, pidfd)
+
+    def _answer_without_path(self, event, fd, bit, pidfd, started) -> None:
+        self.stats.unreadable_paths += 1
+        if self.policy is None:
+            verdict, reason = ALLOW_ALL, "allow-all"
+        else:
+            verdict = self.policy.default_verdict._replace(file_only=False)
+            reason = "path-unreadable"
+        access = ACCESS_OF_BIT.get(bit, "open")
+        self._answer(fd, bit, access, None, event.pid, None, verdict, reason, started)
         _close_both(fd, pidfd)
 
     def _decide_by_process(
@@ -636,7 +662,8 @@ class Guard:
         }
         # The path (os.readlink of a str path) and process names are
         # decoded with surrogateescape: put_text recovers their bytes.
-        put_text(record, "path", path)
+        if path is not None:
+            put_text(record, "path", path)
         if subject is not None:
             record["process"] = _process_fields(subject)
         if verdict.errno and verdict.decision == "deny":

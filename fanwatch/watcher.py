@@ -169,6 +169,10 @@ class Watcher:
         self._poll = select.poll()
         self._by_fd: dict[int, _Source] = {}
         self._rename_supported = True
+        # Events read while marking a large tree (see _walk_dirs), waiting
+        # to be returned by the first read().
+        self._early: list[FileEvent] = []
+        self._starting = True
         # Events the caller asked for; the marks carry more (see _fid_mask).
         self._visible = events | FAN_Q_OVERFLOW
         if events & (FAN_MOVED_FROM | FAN_MOVED_TO):
@@ -179,6 +183,7 @@ class Watcher:
         except BaseException:
             self.close()
             raise
+        self._starting = False
 
     # -- setup ---------------------------------------------------------------
 
@@ -367,6 +372,8 @@ class Watcher:
             path = pending.pop()
             if not self._mark_dir(source, path, mark):
                 continue
+            if self._starting and mark and self.stats.marks % 512 == 0:
+                self._read_early(source)
             try:
                 with os.scandir(path) as entries:
                     for entry in entries:
@@ -422,12 +429,30 @@ class Watcher:
 
     # -- reading -------------------------------------------------------------
 
+    def _read_early(self, source: _Source) -> None:
+        """Empty the queue while a large tree is being marked: listing each
+        directory is itself an event (ours, dropped), and a limited queue
+        would otherwise overflow before the first read()."""
+        try:
+            batch = source.group.read(0)
+        except OSError:
+            self.stats.read_errors += 1
+            return
+        with batch:
+            now = time.time()
+            for raw in batch:
+                event = self._convert(source, raw, now)
+                if event is not None:
+                    self._early.append(event)
+
     def read(self, timeout: float | None = None) -> list[FileEvent]:
         """The events ready now, waiting up to *timeout* seconds (None: until
         some arrive). May return an empty list if every event was filtered."""
+        events, self._early = self._early, []
+        if events:
+            timeout = 0
         ms = None if timeout is None else max(0, int(timeout * 1000))
         ready = self._poll.poll(ms)
-        events: list[FileEvent] = []
         for fd, _flags in ready:
             source = self._by_fd[fd]
             try:
@@ -459,10 +484,10 @@ class Watcher:
             loop.add_reader(fd, ready.set)
         try:
             while True:
-                await ready.wait()
-                ready.clear()
                 for event in self.read(0):
                     yield event
+                await ready.wait()
+                ready.clear()
         finally:
             for fd in fds:
                 loop.remove_reader(fd)

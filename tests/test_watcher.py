@@ -572,3 +572,21 @@ def test_an_event_deeper_than_path_max_does_not_stop_the_watch(tmpfs, scope):
         os.close(fd)
 
     assert find(events, "open", after), events
+
+
+def test_marking_a_large_tree_does_not_overflow_a_limited_queue(tmpfs):
+    # 20,000 directories: listing each while marking is an event of our
+    # own, more than the 16,384 a limited queue holds.
+    for top in range(100):
+        for sub in range(200):
+            os.makedirs(f"{tmpfs}/{top}/{sub}")
+    target = os.fsencode(f"{tmpfs}/0/0/made")
+
+    with Watcher([tmpfs], events=FAN_CREATE | FAN_OPEN, mode="unprivileged") as watcher:
+        assert watcher.stats.marks == 20_101
+        run_py(f"open({os.fsdecode(target)!r}, 'w').close()")
+        events = collect(watcher, has("create", target))
+
+    assert find(events, "create", target)
+    assert not [e for e in events if e.is_overflow]
+    assert watcher.stats.overflows == 0

@@ -98,6 +98,14 @@ class Features:
 
     def why_unavailable(self) -> str:
         err = self.init_errors.get("fid") or self.init_errors.get("fd_group")
+        if err == errno.EMFILE:
+            # fanotify_init's EMFILE usually means the per-user group limit,
+            # shared by every process (and rootful container) of this uid.
+            return (
+                "too many fanotify groups for this user "
+                "(/proc/sys/fs/fanotify/max_user_groups) or open files (ulimit -n)"
+            )
+
         return os.strerror(err) if err else "unknown"
 
     def as_dict(self) -> dict[str, str]:

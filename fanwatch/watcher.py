@@ -178,6 +178,7 @@ class Watcher:
         if events & (FAN_MOVED_FROM | FAN_MOVED_TO):
             self._visible |= FAN_RENAME
         self._remembers_files = bool(events & (FAN_DELETE_SELF | FAN_MOVE_SELF))
+        self._deleted_paths: dict[tuple, bytes] = {}
         try:
             self._start()
         except BaseException:
@@ -465,6 +466,8 @@ class Watcher:
                 continue
             with batch:
                 now = time.time()
+                if self._remembers_files:
+                    self._note_deletions(batch)
                 for raw in batch:
                     event = self._convert(source, raw, now)
                     if event is not None:
@@ -558,7 +561,10 @@ class Watcher:
         elif raw.dir_fid is not None:
             event = FileEvent(raw.mask, self._entry_path(raw.dir_fid, raw.name), process, now)
         elif raw.fid is not None:
-            event = FileEvent(raw.mask, self._resolver.resolve(raw.fid), process, now)
+            path = self._resolver.resolve(raw.fid)
+            if path is None and raw.mask & FAN_DELETE_SELF:
+                path = self._deleted_paths.get(raw.fid.key())
+            event = FileEvent(raw.mask, path, process, now)
         else:
             event = FileEvent(raw.mask, None, process, now)
         if event.path is None and event.old_path is None:
@@ -575,6 +581,16 @@ class Watcher:
         event.mask &= self._visible | FAN_ONDIR
 
         return event
+
+    def _note_deletions(self, batch: list[RawEvent]) -> None:
+        """The kernel queues a file's delete_self before the delete event of
+        its last name, which carries the path: look ahead in the batch."""
+        self._deleted_paths = {}
+        for raw in batch:
+            if raw.mask & FAN_DELETE and raw.fid is not None and raw.dir_fid:
+                path = self._entry_path(raw.dir_fid, raw.name)
+                if path is not None:
+                    self._deleted_paths[raw.fid.key()] = path
 
     def _remember_file(self, raw: RawEvent, event: FileEvent) -> None:
         """Events on a file itself (delete_self, move_self) carry only its

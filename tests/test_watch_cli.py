@@ -257,6 +257,8 @@ def test_format_placeholders(tmpfs):
         ["--timeout", "nan"],
         ["--uid", "-1"],
         ["--count", "0"],
+        ["--comm", "averyverylongpythonname"],
+        ["--mount", "--unprivileged"],
     ],
     ids=[
         "unknown-placeholder",

@@ -590,3 +590,15 @@ def test_marking_a_large_tree_does_not_overflow_a_limited_queue(tmpfs):
     assert find(events, "create", target)
     assert not [e for e in events if e.is_overflow]
     assert watcher.stats.overflows == 0
+
+
+def test_delete_self_of_a_file_that_existed_before_the_watch(tmpfs):
+    from fanwatch.constants import FAN_DELETE_SELF
+
+    path = f"{tmpfs}/old-file"
+    open(path, "w").close()
+    with Watcher([tmpfs], events=FAN_DELETE_SELF) as watcher:
+        run_py(f"import os; os.unlink({path!r})")
+        events = collect(watcher, lambda got: bool(got))
+
+    assert [(e.kinds, e.path) for e in events] == [(["delete_self"], os.fsencode(path))]

@@ -66,8 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="report only paths matching GLOB (** for subtrees)")
     chosen.add_argument("--exclude", action="append", default=[], metavar="GLOB",
                         help="never report paths matching GLOB")
-    for name, kind, what in (("pid", _id, "process id"), ("comm", str, "command name"),
-                             ("uid", _id, "user id")):
+    for name, kind, what in (("pid", number, "process id"), ("comm", str, "command name"),
+                             ("uid", number, "user id")):
         chosen.add_argument(f"--{name}", action="append", type=kind, default=[],
                             metavar=name.upper(), help=f"only events by this {what}")
         chosen.add_argument(f"--exclude-{name}", action="append", type=kind,
@@ -88,16 +88,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="no status line on stderr (limitations are still shown)")
 
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("-c", "--count", type=_positive_int, metavar="N",
+    stop.add_argument("-c", "--count", type=count, metavar="N",
                       help="stop after N events")
-    stop.add_argument("-t", "--timeout", type=_positive_float, metavar="SECONDS",
+    stop.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
                       help="stop after SECONDS")
     parser.set_defaults(run=run)
 
     return parser
 
 
-def _positive_int(text: str) -> int:
+def count(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
@@ -108,7 +108,7 @@ def _positive_int(text: str) -> int:
 MAX_SECONDS = 1e9
 
 
-def _positive_float(text: str) -> float:
+def seconds(text: str) -> float:
     value = float(text)
     if not 0 < value <= MAX_SECONDS:  # also refuses nan and inf
         raise argparse.ArgumentTypeError(
@@ -117,7 +117,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _id(text: str) -> int:
+def number(text: str) -> int:
     """A pid or uid: a non-negative integer."""
     value = int(text)
     if not 0 <= value < 2**32:
@@ -153,6 +153,11 @@ def build_watcher(args: argparse.Namespace) -> Watcher:
         exclude_uids=set(args.exclude_uid),
     )
 
+    if args.unprivileged and (args.mount or args.filesystem):
+        raise UsageError(
+            "--unprivileged watches directory trees; it cannot be combined with "
+            "--mount or --filesystem"
+        )
     paths = args.paths or ["."]
     _check_paths(paths)
     watcher = Watcher(
@@ -191,6 +196,12 @@ def _check_process_filters(args: argparse.Namespace, watcher: Watcher) -> None:
                                  "exclude_uid")
         if getattr(args, name)
     ]
+    too_long = [c for c in args.comm + args.exclude_comm if len(c.encode()) > 15 or not c]
+    if too_long:
+        raise UsageError(
+            f"--comm {too_long[0]!r}: command names are 1 to 15 bytes long "
+            "(the kernel truncates longer ones)",
+        )
     if not wanted:
         return
     options = ", ".join(option.replace("_", "-") for option in wanted)

@@ -271,6 +271,8 @@ def test_format_placeholders(tmpfs):
         "nan-timeout",
         "negative-uid",
         "zero-count",
+        "long-comm",
+        "unprivileged-mount",
     ],
 )
 def test_bad_option_values_are_usage_errors(tmpfs, args):

@@ -113,7 +113,10 @@ def format_text(event: FileEvent) -> str:
     return f"{_clock(event.time)} {process_label(event)} {kinds} {path}"
 
 
-def _text_or_raw(record: dict, key: str, path: bytes | None) -> None:
+def put_name(record: dict, key: str, path: bytes | None) -> None:
+    """Store a file name under *key* as valid UTF-8 text; where its bytes are
+    not UTF-8, U+FFFD replaces each bad byte and ``<key>_b64`` keeps the
+    exact bytes in base64 (lone surrogates would be invalid JSON text)."""
     if path is None:
         record[key] = None
         return
@@ -132,9 +135,9 @@ def to_record(event: FileEvent) -> dict:
         "ts": round(event.time, 6),
         "events": list(_kinds(event.mask)),
     }
-    _text_or_raw(record, "path", event.path)
+    put_name(record, "path", event.path)
     if event.old_path is not None:
-        _text_or_raw(record, "old_path", event.old_path)
+        put_name(record, "old_path", event.old_path)
     record["is_dir"] = event.is_dir
     if event.deleted:
         record["deleted"] = True

@@ -10,12 +10,13 @@ milliseconds.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
 import time
 from collections import deque
+
+from ..output import put_name
 
 DEFAULT_CAPACITY = 65536
 _json = json.JSONEncoder(separators=(",", ":")).encode
@@ -101,20 +102,12 @@ class DecisionLog:
 
 
 def put_text(record: dict, key: str, text: str) -> None:
-    """Store *text*, a name decoded with ``os.fsdecode``, under *key* as
-    valid UTF-8; if its bytes are not UTF-8, U+FFFD replaces each bad byte
-    and ``<key>_b64`` keeps the exact bytes in base64, like
-    ``fanwatch watch --json``. (Lone surrogates would make invalid JSON
-    text for strict parsers.)"""
+    """Store *text*, a name decoded with ``os.fsdecode``, as
+    :func:`fanwatch.output.put_name` does for ``fanwatch watch --json``."""
     if text.isascii():
         record[key] = text
         return
-    raw = os.fsencode(text)
-    try:
-        record[key] = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        record[key] = raw.decode("utf-8", "replace")
-        record[f"{key}_b64"] = base64.b64encode(raw).decode("ascii")
+    put_name(record, key, os.fsencode(text))
 
 
 def _write_all(fd: int, data: bytes) -> None:

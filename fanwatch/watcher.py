@@ -434,17 +434,7 @@ class Watcher:
         """Empty the queue while a large tree is being marked: listing each
         directory is itself an event (ours, dropped), and a limited queue
         would otherwise overflow before the first read()."""
-        try:
-            batch = source.group.read(0)
-        except OSError:
-            self.stats.read_errors += 1
-            return
-        with batch:
-            now = time.time()
-            for raw in batch:
-                event = self._convert(source, raw, now)
-                if event is not None:
-                    self._early.append(event)
+        self._early.extend(self._read_source(source))
 
     def read(self, timeout: float | None = None) -> list[FileEvent]:
         """The events ready now, waiting up to *timeout* seconds (None: until
@@ -453,25 +443,30 @@ class Watcher:
         if events:
             timeout = 0
         ms = None if timeout is None else max(0, int(timeout * 1000))
-        ready = self._poll.poll(ms)
-        for fd, _flags in ready:
-            source = self._by_fd[fd]
-            try:
-                batch = source.group.read(0)
-            except OSError:
-                # The kernel could not hand over one event (for instance an
-                # fd for a file that vanished); that event is lost, the
-                # rest keep coming.
-                self.stats.read_errors += 1
-                continue
-            with batch:
-                now = time.time()
-                if self._remembers_files:
-                    self._note_deletions(batch)
-                for raw in batch:
-                    event = self._convert(source, raw, now)
-                    if event is not None:
-                        events.append(event)
+        for fd, _flags in self._poll.poll(ms):
+            events.extend(self._read_source(self._by_fd[fd]))
+
+        return events
+
+    def _read_source(self, source: _Source) -> list[FileEvent]:
+        """Read and convert what one group has ready, closing its fds."""
+        try:
+            batch = source.group.read(0)
+        except OSError:
+            # The kernel could not hand over one event (for instance an fd
+            # for a file that vanished); that event is lost, the rest keep
+            # coming.
+            self.stats.read_errors += 1
+            return []
+        events = []
+        with batch:
+            now = time.time()
+            if self._remembers_files:
+                self._note_deletions(batch)
+            for raw in batch:
+                event = self._convert(source, raw, now)
+                if event is not None:
+                    events.append(event)
 
         return events
 

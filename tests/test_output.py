@@ -8,6 +8,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fanwatch.constants import (
     FAN_CLOSE_WRITE,
@@ -163,3 +165,29 @@ def test_formatter_for():
     assert formatter_for("text") is format_text
     assert isinstance(formatter_for("csv"), CsvFormatter)
     assert isinstance(formatter_for("format", "{path}"), TemplateFormatter)
+
+
+names = st.one_of(st.none(), st.binary(max_size=40).map(lambda b: b"/" + b))
+
+
+@given(
+    path=names,
+    old_path=names,
+    mask=st.integers(min_value=0, max_value=0x7FFFFFFF),
+    deleted=st.booleans(),
+    comm=st.one_of(st.none(), st.text(max_size=15)),
+    exe=st.one_of(st.none(), st.text(max_size=30)),
+    pid=st.integers(min_value=0, max_value=2**22),
+    gone=st.booleans(),
+    ts=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+)
+@settings(max_examples=300, deadline=None)
+def test_json_lines_are_the_records_encoded(
+    path, old_path, mask, deleted, comm, exe, pid, gone, ts
+):
+    process = ProcessInfo(pid=pid, comm=comm, exe=exe, uid=pid, gid=0, gone=gone)
+    item = FileEvent(mask, path, process, ts, old_path=old_path, deleted=deleted)
+
+    line = format_json(item)
+
+    assert line == json.dumps(to_record(item), ensure_ascii=False, separators=(",", ":"))

@@ -556,9 +556,12 @@ class Watcher:
         elif raw.dir_fid is not None:
             event = FileEvent(raw.mask, self._entry_path(raw.dir_fid, raw.name), process, now)
         elif raw.fid is not None:
-            path = self._resolver.resolve(raw.fid)
-            if path is None and raw.mask & FAN_DELETE_SELF:
+            path = None
+            if raw.mask & FAN_DELETE_SELF:
+                # Known from the batch without a failing open_by_handle_at.
                 path = self._deleted_paths.get(raw.fid.key())
+            if path is None:
+                path = self._resolver.resolve(raw.fid)
             event = FileEvent(raw.mask, path, process, now)
         else:
             event = FileEvent(raw.mask, None, process, now)

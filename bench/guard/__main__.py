@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -252,22 +252,13 @@ class Listener:
 
 
 def machine() -> dict:
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "gcc": shutil.which("gcc")
-        and subprocess.run(
-            ["gcc", "-dumpfullversion"], capture_output=True, text=True
-        ).stdout.strip(),
-    }
+    """The machine the figures came from, and the compiler that built the
+    C programs."""
+    gcc = subprocess.run(
+        ["gcc", "-dumpfullversion"], capture_output=True, text=True
+    ).stdout.strip()
+
+    return {**common.machine(), "gcc": gcc or None}
 
 
 def report(results: dict, as_json: bool) -> None:

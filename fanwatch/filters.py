@@ -33,7 +33,9 @@ def parse_event_names(names: Iterable[str]) -> int:
                 mask |= EVENT_NAMES[name]
             else:
                 known = ", ".join(sorted(USER_EVENTS))
-                raise FanwatchError(f"unknown event {name!r}", hint=f"known events: {known}")
+                raise FanwatchError(
+                    f"unknown event {name!r}", hint=f"known events: {known}"
+                )
     if not mask:
         raise FanwatchError("no event named", hint="for example: -e open,close_write")
 
@@ -41,9 +43,23 @@ def parse_event_names(names: Iterable[str]) -> int:
 
 
 USER_EVENTS = (
-    "access", "modify", "attrib", "close_write", "close_nowrite", "close", "open",
-    "open_exec", "create", "delete", "rename", "move", "moved_from", "moved_to",
-    "delete_self", "move_self", "all",
+    "access",
+    "modify",
+    "attrib",
+    "close_write",
+    "close_nowrite",
+    "close",
+    "open",
+    "open_exec",
+    "create",
+    "delete",
+    "rename",
+    "move",
+    "moved_from",
+    "moved_to",
+    "delete_self",
+    "move_self",
+    "all",
 )
 
 FILE_EVENTS = 0
@@ -176,7 +192,9 @@ class EventFilter:
         if self._include is None and self._exclude is None:
             return True
         candidates = [p for p in (path, old_path) if p is not None]
-        if self._exclude is not None and any(self._exclude.match(p) for p in candidates):
+        if self._exclude is not None and any(
+            self._exclude.match(p) for p in candidates
+        ):
             return False
         if self._include is None:
             return True

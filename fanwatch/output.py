@@ -26,8 +26,19 @@ from .process import UNKNOWN, ProcessInfo
 # The JSON keys, stable across releases (docs/OUTPUT.md describes each).
 JSON_SCHEMA_VERSION = 1
 CSV_FIELDS = (
-    "time", "events", "path", "old_path", "is_dir", "pid", "comm", "exe",
-    "uid", "gid", "ppid", "container_id", "process_gone",
+    "time",
+    "events",
+    "path",
+    "old_path",
+    "is_dir",
+    "pid",
+    "comm",
+    "exe",
+    "uid",
+    "gid",
+    "ppid",
+    "container_id",
+    "process_gone",
 )
 FORMAT_FIELDS = frozenset(CSV_FIELDS) | {"ts", "process"}
 
@@ -73,7 +84,10 @@ def _clock(ts: float) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1e6):06d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+        + f".{int(ts % 1 * 1e6):06d}Z"
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -73,7 +73,12 @@ from .process import UNKNOWN, ProcessCache, ProcessInfo
 
 # Events an fd-reporting group can be marked for; the rest need file handles.
 FD_MODE_EVENTS = (
-    FAN_ACCESS | FAN_MODIFY | FAN_CLOSE_WRITE | FAN_CLOSE_NOWRITE | FAN_OPEN | FAN_OPEN_EXEC
+    FAN_ACCESS
+    | FAN_MODIFY
+    | FAN_CLOSE_WRITE
+    | FAN_CLOSE_NOWRITE
+    | FAN_OPEN
+    | FAN_OPEN_EXEC
 )
 # Events a mount mark cannot carry even with file handles.
 INODE_ONLY_EVENTS = FAN_ATTRIB | DIRENT_EVENTS | FAN_DELETE_SELF | FAN_MOVE_SELF
@@ -149,7 +154,9 @@ class Watcher:
     ) -> None:
         # Real paths: events name files by where they really are, so a
         # watched path given through a symlink must be compared that way.
-        self.paths = list(dict.fromkeys(os.path.realpath(os.fsencode(p)) for p in paths))
+        self.paths = list(
+            dict.fromkeys(os.path.realpath(os.fsencode(p)) for p in paths)
+        )
         self.scope = scope
         self.events = events
         self.recursive = recursive
@@ -161,6 +168,8 @@ class Watcher:
         self.forced_unprivileged = mode == "unprivileged" and self.features.privileged
         self.notes: list[str] = []
         self.stats = WatchStats()
+        # Watched directories that were themselves deleted.
+        self.roots_gone: set[bytes] = set()
         self.mode_description = ""
         self._sources: list[_Source] = []
         self._resolver = PathResolver()
@@ -215,8 +224,10 @@ class Watcher:
             self._poll.register(source.group.fileno(), select.POLLIN)
             self._by_fd[source.group.fileno()] = source
         if self.forced_unprivileged:
-            self._note("unprivileged mode: the kernel queue is limited (overflows "
-                       "lose events) and new directories are watched once seen")
+            self._note(
+                "unprivileged mode: the kernel queue is limited (overflows "
+                "lose events) and new directories are watched once seen"
+            )
         elif not self.privileged:
             self._note(
                 "no CAP_SYS_ADMIN: process ids are not reported (pid 0) and "
@@ -266,7 +277,10 @@ class Watcher:
         mask = self.events | TRACKING_EVENTS | FAN_ONDIR
         if not whole:
             mask |= FAN_EVENT_ON_CHILD
-        if mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_RENAME) and self._rename_supported:
+        if (
+            mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_RENAME)
+            and self._rename_supported
+        ):
             # One rename event with both paths beats a from/to pair.
             mask = (mask & ~(FAN_MOVED_FROM | FAN_MOVED_TO)) | FAN_RENAME
         elif not self._rename_supported:
@@ -287,7 +301,9 @@ class Watcher:
             elif support.fid_inode is None:
                 self._mark_tree_inodes(path)
             else:
-                raise OSError(support.fid_inode, os.strerror(support.fid_inode), os.fsdecode(path))
+                raise OSError(
+                    support.fid_inode, os.strerror(support.fid_inode), os.fsdecode(path)
+                )
 
     def _mark_filesystem_subtree(self, path: bytes) -> None:
         source = self._new_source(True, roots=[])
@@ -393,7 +409,9 @@ class Watcher:
             elif scope is Scope.MOUNT and support.fid_mount is None:
                 # A user namespace that mounted this filesystem itself
                 # (Linux 6.16+): file handles only, and no directory events.
-                self._mark_whole_fid(path, FAN_MARK_MOUNT, self.events & ~INODE_ONLY_EVENTS)
+                self._mark_whole_fid(
+                    path, FAN_MARK_MOUNT, self.events & ~INODE_ONLY_EVENTS
+                )
                 self.mode_description = "mount mark"
             elif scope is Scope.FILESYSTEM and support.fid_filesystem is None:
                 self._mark_whole_fid(path, FAN_MARK_FILESYSTEM, self._fid_mask(True))
@@ -554,7 +572,9 @@ class Watcher:
                 old_path=self._entry_path(raw.old_dir_fid, raw.old_name),
             )
         elif raw.dir_fid is not None:
-            event = FileEvent(raw.mask, self._entry_path(raw.dir_fid, raw.name), process, now)
+            event = FileEvent(
+                raw.mask, self._entry_path(raw.dir_fid, raw.name), process, now
+            )
         elif raw.fid is not None:
             path = None
             if raw.mask & FAN_DELETE_SELF:
@@ -568,7 +588,9 @@ class Watcher:
         if event.path is None and event.old_path is None:
             self.stats.unresolved += 1
 
-        if event.is_dir and raw.mask & (DIRENT_EVENTS | FAN_DELETE_SELF | FAN_MOVE_SELF):
+        if event.is_dir and raw.mask & (
+            DIRENT_EVENTS | FAN_DELETE_SELF | FAN_MOVE_SELF
+        ):
             self._directory_changed(source, event, raw.fid)
         elif self._remembers_files and raw.fid is not None:
             self._remember_file(raw, event)
@@ -629,6 +651,11 @@ class Watcher:
         """
         mask = event.mask
         marks_new = source.tracks_dirs
+        removed = mask & FAN_DELETE_SELF or (
+            mask & FAN_DELETE and not mask & FAN_CREATE
+        )
+        if removed and event.path in self.paths:
+            self.roots_gone.add(event.path)
         if mask & FAN_CREATE and mask & FAN_DELETE and target is not None:
             # mkdir and rmdir merged by the kernel into one event, queued
             # where the mkdir was: the events queued after it, from inside
@@ -636,9 +663,7 @@ class Watcher:
             if event.path is not None:
                 self._resolver.add_removed_dir(target.key(), event.path)
         elif (
-            mask & FAN_RENAME
-            and event.old_path is not None
-            and event.path is not None
+            mask & FAN_RENAME and event.old_path is not None and event.path is not None
         ):
             known = self._resolver.knows_dir(event.old_path)
             self._resolver.move_tree(event.old_path, event.path)
@@ -689,4 +714,3 @@ class Watcher:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-

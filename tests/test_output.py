@@ -190,4 +190,6 @@ def test_json_lines_are_the_records_encoded(
 
     line = format_json(item)
 
-    assert line == json.dumps(to_record(item), ensure_ascii=False, separators=(",", ":"))
+    assert line == json.dumps(
+        to_record(item), ensure_ascii=False, separators=(",", ":")
+    )

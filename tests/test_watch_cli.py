@@ -535,3 +535,20 @@ def test_process_details_filters_need_process_details(tmpfs):
 
     assert result.returncode == 2
     assert "--no-process" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "unprivileged", [False, True], ids=["privileged", "unprivileged"]
+)
+def test_stops_when_every_watched_directory_is_deleted(tmpfs, unprivileged):
+    watched = os.path.join(tmpfs, "watched")
+    os.mkdir(watched)
+    args = ["--unprivileged"] if unprivileged else []
+
+    with WatchCli([*args, "-t", "20", watched]) as cli:
+        cli.wait_ready()
+        run_py(f"import os; os.rmdir({watched!r})")
+        code = cli.wait(10)
+
+    assert code == 0
+    assert "every watched directory was deleted" in cli.stderr

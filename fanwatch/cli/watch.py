@@ -43,55 +43,105 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     scope = parser.add_argument_group("scope").add_mutually_exclusive_group()
     scope.add_argument(
-        "--mount", action="store_true", help="every access through the mount holding PATH"
+        "--mount",
+        action="store_true",
+        help="every access through the mount holding PATH",
     )
     scope.add_argument(
         "--filesystem", action="store_true", help="the whole filesystem holding PATH"
     )
     parser.add_argument(
-        "--no-recursive", dest="recursive", action="store_false",
+        "--no-recursive",
+        dest="recursive",
+        action="store_false",
         help="watch only PATH's direct entries",
     )
     parser.add_argument(
-        "--unprivileged", action="store_true",
+        "--unprivileged",
+        action="store_true",
         help="use unprivileged mode even with CAP_SYS_ADMIN",
     )
 
     chosen = parser.add_argument_group("filters")
     chosen.add_argument(
-        "-e", "--events", action="append", default=[], metavar="LIST",
+        "-e",
+        "--events",
+        action="append",
+        default=[],
+        metavar="LIST",
         help=f"comma-separated events to report: {', '.join(USER_EVENTS)}",
     )
-    chosen.add_argument("--include", action="append", default=[], metavar="GLOB",
-                        help="report only paths matching GLOB (** for subtrees)")
-    chosen.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                        help="never report paths matching GLOB")
-    for name, kind, what in (("pid", number, "process id"), ("comm", str, "command name"),
-                             ("uid", number, "user id")):
-        chosen.add_argument(f"--{name}", action="append", type=kind, default=[],
-                            metavar=name.upper(), help=f"only events by this {what}")
-        chosen.add_argument(f"--exclude-{name}", action="append", type=kind,
-                            default=[], metavar=name.upper(),
-                            help=f"no events by this {what}")
+    chosen.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="report only paths matching GLOB (** for subtrees)",
+    )
+    chosen.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="never report paths matching GLOB",
+    )
+    for name, kind, what in (
+        ("pid", number, "process id"),
+        ("comm", str, "command name"),
+        ("uid", number, "user id"),
+    ):
+        chosen.add_argument(
+            f"--{name}",
+            action="append",
+            type=kind,
+            default=[],
+            metavar=name.upper(),
+            help=f"only events by this {what}",
+        )
+        chosen.add_argument(
+            f"--exclude-{name}",
+            action="append",
+            type=kind,
+            default=[],
+            metavar=name.upper(),
+            help=f"no events by this {what}",
+        )
 
     out = parser.add_argument_group("output")
     style = out.add_mutually_exclusive_group()
     style.add_argument("--json", action="store_true", help="one JSON object per line")
     style.add_argument("--csv", action="store_true", help="CSV with a header row")
-    style.add_argument("--format", metavar="TEMPLATE",
-                       help="a line template, e.g. '{time} {comm} {events} {path}'")
-    out.add_argument("-o", "--output", metavar="FILE",
-                     help="write events to FILE (never overwrites an existing file)")
-    out.add_argument("--no-process", dest="process_details", action="store_false",
-                     help="do not read process details from /proc")
-    out.add_argument("-q", "--quiet", action="store_true",
-                     help="no status line on stderr (limitations are still shown)")
+    style.add_argument(
+        "--format",
+        metavar="TEMPLATE",
+        help="a line template, e.g. '{time} {comm} {events} {path}'",
+    )
+    out.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write events to FILE (never overwrites an existing file)",
+    )
+    out.add_argument(
+        "--no-process",
+        dest="process_details",
+        action="store_false",
+        help="do not read process details from /proc",
+    )
+    out.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no status line on stderr (limitations are still shown)",
+    )
 
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("-c", "--count", type=count, metavar="N",
-                      help="stop after N events")
-    stop.add_argument("-t", "--timeout", type=seconds, metavar="SECONDS",
-                      help="stop after SECONDS")
+    stop.add_argument(
+        "-c", "--count", type=count, metavar="N", help="stop after N events"
+    )
+    stop.add_argument(
+        "-t", "--timeout", type=seconds, metavar="SECONDS", help="stop after SECONDS"
+    )
     parser.set_defaults(run=run)
 
     return parser
@@ -140,7 +190,13 @@ def _check_usage(make, *args, **kwargs):
 
 
 def build_watcher(args: argparse.Namespace) -> Watcher:
-    scope = Scope.MOUNT if args.mount else Scope.FILESYSTEM if args.filesystem else Scope.TREE
+    scope = (
+        Scope.MOUNT
+        if args.mount
+        else Scope.FILESYSTEM
+        if args.filesystem
+        else Scope.TREE
+    )
     event_filter = _check_usage(
         EventFilter,
         include=args.include,
@@ -164,7 +220,9 @@ def build_watcher(args: argparse.Namespace) -> Watcher:
         paths,
         scope=scope,
         events=(
-            _check_usage(parse_event_names, args.events) if args.events else DEFAULT_EVENTS
+            _check_usage(parse_event_names, args.events)
+            if args.events
+            else DEFAULT_EVENTS
         ),
         recursive=args.recursive,
         filter=event_filter,
@@ -192,11 +250,13 @@ def _check_process_filters(args: argparse.Namespace, watcher: Watcher) -> None:
     """Process filters cannot match where the kernel gives no pid, or where
     process details are not read: refuse them rather than print nothing."""
     wanted = [
-        f"--{name}" for name in ("pid", "comm", "uid", "exclude_pid", "exclude_comm",
-                                 "exclude_uid")
+        f"--{name}"
+        for name in ("pid", "comm", "uid", "exclude_pid", "exclude_comm", "exclude_uid")
         if getattr(args, name)
     ]
-    too_long = [c for c in args.comm + args.exclude_comm if len(c.encode()) > 15 or not c]
+    too_long = [
+        c for c in args.comm + args.exclude_comm if len(c.encode()) > 15 or not c
+    ]
     if too_long:
         raise UsageError(
             f"--comm {too_long[0]!r}: command names are 1 to 15 bytes long "
@@ -212,8 +272,10 @@ def _check_process_filters(args: argparse.Namespace, watcher: Watcher) -> None:
         )
     needs_details = [o for o in wanted if "pid" not in o]
     if needs_details and not args.process_details:
-        raise UsageError(f"{', '.join(needs_details)}: needs process details, "
-                         "which --no-process turns off")
+        raise UsageError(
+            f"{', '.join(needs_details)}: needs process details, "
+            "which --no-process turns off"
+        )
 
 
 def open_output(path: str | None) -> TextIO:
@@ -243,14 +305,19 @@ def _on_signal(signum: int, _frame: object) -> None:
     # The first signal stops cleanly; a second one kills at once.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise _Stop(exitcodes.INTERRUPTED if signum == signal.SIGINT else exitcodes.TERMINATED)
+    raise _Stop(
+        exitcodes.INTERRUPTED if signum == signal.SIGINT else exitcodes.TERMINATED
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     fmt = (
-        "json" if args.json
-        else "csv" if args.csv
-        else "format" if args.format is not None
+        "json"
+        if args.json
+        else "csv"
+        if args.csv
+        else "format"
+        if args.format is not None
         else "text"
     )
     formatter = _check_usage(formatter_for, fmt, args.format)
@@ -280,8 +347,13 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _loop(watcher: Watcher, formatter, output: TextIO, count: int | None,
-          timeout: float | None) -> int:
+def _loop(
+    watcher: Watcher,
+    formatter,
+    output: TextIO,
+    count: int | None,
+    timeout: float | None,
+) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     seen = 0
     while True:
@@ -295,21 +367,39 @@ def _loop(watcher: Watcher, formatter, output: TextIO, count: int | None,
                 output.flush()
                 return exitcodes.OK
         output.flush()
+        if watcher.roots_gone and len(watcher.roots_gone) == len(watcher.paths):
+            print(
+                "fanwatch: note: every watched directory was deleted; stopping",
+                file=sys.stderr,
+                flush=True,
+            )
+            return exitcodes.OK
 
 
 def _announce(watcher: Watcher, args: argparse.Namespace) -> None:
     if not args.quiet:
         where = ", ".join(os.fsdecode(p) for p in watcher.paths)
-        print(f"fanwatch: watching {where} ({watcher.mode_description}, "
-              f"{watcher.stats.marks} mark(s))", file=sys.stderr, flush=True)
+        print(
+            f"fanwatch: watching {where} ({watcher.mode_description}, "
+            f"{watcher.stats.marks} mark(s))",
+            file=sys.stderr,
+            flush=True,
+        )
     for note in watcher.notes:
         print(f"fanwatch: note: {note}", file=sys.stderr, flush=True)
     if watcher.stats.unmarkable:
-        print(f"fanwatch: note: {len(watcher.stats.unmarkable)} director(ies) could not be "
-              "watched (unreadable or vanished)", file=sys.stderr, flush=True)
+        print(
+            f"fanwatch: note: {len(watcher.stats.unmarkable)} director(ies) could not be "
+            "watched (unreadable or vanished)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _summarize(watcher: Watcher) -> None:
     if watcher.stats.overflows:
-        print(f"fanwatch: the kernel queue overflowed {watcher.stats.overflows} time(s): "
-              "events were lost", file=sys.stderr)
+        print(
+            f"fanwatch: the kernel queue overflowed {watcher.stats.overflows} time(s): "
+            "events were lost",
+            file=sys.stderr,
+        )

@@ -102,7 +102,10 @@ def _allow(
     target = _target_rule(profile, caps)
     changes = _remove_blockers(data, profile, name, context, target)
     if target is None:
-        data.setdefault("syscalls", []).append(_new_rule(name, caps))
+        # "syscalls": null is a valid profile with no rules.
+        if data.get("syscalls") is None:
+            data["syscalls"] = []
+        data["syscalls"].append(_new_rule(name, caps))
         index = len(data["syscalls"]) - 1
         changes.append(
             Change(
@@ -112,7 +115,11 @@ def _allow(
             )
         )
     else:
-        _insert_name(data["syscalls"][target.index]["names"], name)
+        rule = data["syscalls"][target.index]
+        if rule.get("names") is None:
+            # The older single "name" form (or "names": null) becomes a list.
+            rule["names"] = [rule.pop("name")] if rule.get("name") else []
+        _insert_name(rule["names"], name)
         changes.append(Change(target.index, name, f"{target.label()}: added {name}"))
 
     return changes + _remove_redundant(data, name, caps)

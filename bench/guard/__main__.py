@@ -30,6 +30,22 @@ from bench import common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+# Which CPU the listener and the opener run on. On a VM, waking a process
+# on another, idle CPU can cost tens of microseconds, which then hides the
+# listener's own cost; on one CPU the hand-over is a context switch.
+PLACEMENTS = {"same": (0, 0), "split": (0, 1), "free": (None, None)}
+pinning = {"listener": None, "opener": None}
+
+
+def _pin(role: str):
+    """A preexec_fn that pins the child to the CPU chosen for *role*."""
+    cpu = pinning[role]
+    if cpu is None:
+        return None
+
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
 TARGETS = {
     "guard-200-rules": ("c-listener", 1.3),
     "guard-repeated": ("none-repeated", 1.2),
@@ -49,8 +65,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runs", type=int, default=3, help="runs per scenario (best kept)"
     )
+    parser.add_argument(
+        "--placement",
+        choices=sorted(PLACEMENTS),
+        default="same",
+        help="listener and opener on the same CPU (default), on two CPUs, "
+        "or wherever the scheduler puts them",
+    )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args(argv)
+    pinning["listener"], pinning["opener"] = PLACEMENTS[args.placement]
     if os.geteuid() != 0:
         print(
             "bench.guard: needs root (mounts tmpfs, permission events)", file=sys.stderr
@@ -82,6 +106,7 @@ def run_all(work: str, tools: dict, args) -> dict:
         "machine": machine(),
         "n": args.n,
         "repeat": args.repeat,
+        "placement": args.placement,
         "scenarios": {},
     }
     scenarios = results["scenarios"]
@@ -187,6 +212,7 @@ def make_files(mnt: str, n: int) -> list[str]:
 def open_files(tools: dict, files: list[str], rounds: int) -> list[dict]:
     done = subprocess.run(
         [tools["opener"], str(rounds)],
+        preexec_fn=_pin("opener"),
         input="\n".join(files) + "\n",
         capture_output=True,
         text=True,
@@ -229,7 +255,11 @@ class Listener:
             os.unlink(self.ready)
         env = {**os.environ, "PYTHONPATH": REPO}
         self.proc = subprocess.Popen(
-            self.argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            self.argv,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_pin("listener"),
         )
         deadline = time.monotonic() + 30
         while not os.path.exists(self.ready):
@@ -270,7 +300,10 @@ def report(results: dict, as_json: bool) -> None:
         f"machine: {m['nproc']} CPUs, {m['cpu']}, "
         f"Linux {m['kernel']}, Python {m['python']}"
     )
-    print(f"files per scenario: {results['n']}, repeated rounds: {results['repeat']}")
+    print(
+        f"files per scenario: {results['n']}, repeated rounds: {results['repeat']}, "
+        f"placement: {results['placement']}"
+    )
     header = ("mean µs", "p50 µs", "p99 µs")
     print(f"{'scenario':<18}" + "".join(f"{h:>10}" for h in header) + f"{'failed':>8}")
     for name in (

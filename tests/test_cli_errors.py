@@ -199,6 +199,15 @@ def shortened(path: str) -> str:
             ["seccomp", "check", LONG],
             f"fanwatch: {shortened(LONG)}: No such file or directory\n",
         ),
+        (
+            ["watch", LONG],
+            f"fanwatch: {shortened(LONG)}: no such file or directory\n",
+        ),
+        (
+            ["policy", "check", LONG],
+            f"fanwatch: {shortened(LONG)}: cannot read the policy: "
+            "No such file or directory\n",
+        ),
     ],
 )
 def test_paths_in_errors_are_escaped_and_shortened(capsys, argv, err):

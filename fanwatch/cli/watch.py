@@ -243,7 +243,7 @@ def _check_paths(paths: list[str]) -> None:
         if not path:
             raise UsageError("an empty PATH names nothing")
         if not os.path.exists(path):
-            raise UsageError(f"{path}: no such file or directory")
+            raise UsageError(f"{short_path(path)}: no such file or directory")
 
 
 def _check_process_filters(args: argparse.Namespace, watcher: Watcher) -> None:

@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
-from ..errors import PolicyError
+from ..errors import PolicyError, short_path
 
 ACCESS_KINDS = ("open", "exec", "access")
 # A rule without "access" judges opens and execs. "access" (every read)
@@ -92,7 +92,8 @@ class Policy:
     default_line: int | None = None
 
     def location(self, line: int | None) -> str:
-        return f"{self.source}:{line}" if line else self.source
+        source = short_path(self.source)
+        return f"{source}:{line}" if line else source
 
     @property
     def accesses(self) -> frozenset[str]:
@@ -129,7 +130,9 @@ def parse_policy_file(path: str) -> tuple[Policy, list[Finding]]:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise PolicyError(f"cannot read the policy: {exc.strerror}", location=path)
+        raise PolicyError(
+            f"cannot read the policy: {exc.strerror}", location=short_path(path)
+        )
 
     return parse_policy(data.decode("utf-8", "replace"), source=path)
 

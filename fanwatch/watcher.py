@@ -631,11 +631,17 @@ class Watcher:
 
     @staticmethod
     def _under_roots(roots: list[bytes], *paths: bytes | None) -> bool:
+        # Runs for every event: compare in place rather than building
+        # "root/" prefixes each time.
         for path in paths:
             if path is None:
                 continue
             for root in roots:
-                if path == root or path.startswith(root.rstrip(b"/") + b"/"):
+                if path.startswith(root) and (
+                    len(path) == len(root)
+                    or root.endswith(b"/")
+                    or path[len(root)] == 0x2F  # "/"
+                ):
                     return True
 
         return False

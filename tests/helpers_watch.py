@@ -71,7 +71,22 @@ def find(events: list[FileEvent], kind: str, path: bytes) -> list[FileEvent]:
     return [e for e in events if kind in e.kinds and e.path == path]
 
 
-class HeldOpen:
+class _Child:
+    """A child process with pipes, killed and reaped on leaving ``with``."""
+
+    proc: subprocess.Popen
+
+    def __enter__(self) -> _Child:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+class HeldOpen(_Child):
     """A child that opens *path* (for reading), then waits on its stdin
     before exiting, so that it is alive while its event is read."""
 
@@ -96,15 +111,6 @@ class HeldOpen:
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    def __enter__(self) -> HeldOpen:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=5)
-        self.proc.stdin.close()
-        self.proc.stdout.close()
 
 
 def watch_argv(args: Sequence[str], prefix: Sequence[str] = ()) -> list[str]:
@@ -243,7 +249,7 @@ def send(pid: int, sig: int) -> None:
         pass
 
 
-class Puppet:
+class Puppet(_Child):
     """A child that writes the files named on its stdin, one per line, and
     answers "ok" after each: its pid is known before it does anything."""
 
@@ -271,12 +277,3 @@ class Puppet:
         self.proc.stdin.write(path + "\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline() == "ok\n"
-
-    def __enter__(self) -> Puppet:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=5)
-        self.proc.stdin.close()
-        self.proc.stdout.close()
